@@ -1,0 +1,54 @@
+"""Operator kinds and their engines, imported lazily so a heavy engine costs nothing until used."""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# kind -> "module:Class" of the operator
+OPERATORS: dict[str, str] = {
+    "decode": "operators.decode.operator:Decode",
+    "vad": "operators.vad.operator:Vad",
+    "asr": "operators.asr.operator:Asr",
+    "echo": "operators.echo:Echo",
+    "failures": "operators.echo:FailureLog",
+}
+
+# kind -> engine name -> "module:factory"; a factory takes the operator's config.
+ENGINES: dict[str, dict[str, str]] = {
+    "vad": {"embedded": "operators.vad.silero:SileroVad"},
+    "asr": {"embedded": "operators.asr.whisper:WhisperEngine"},
+}
+
+
+class RegistryError(LookupError):
+    pass
+
+
+def _load(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def operator_class(kind: str) -> type:
+    """A registered kind, or your own operator named as "package.module:Class"."""
+    if ":" in kind:
+        return _load(kind)
+    if kind not in OPERATORS:
+        raise RegistryError(f"unknown operator kind {kind!r} (known: {', '.join(sorted(OPERATORS))})")
+    return _load(OPERATORS[kind])
+
+
+def engine_names(kind: str) -> list[str]:
+    return sorted(ENGINES.get(kind, {}))
+
+
+def engine_factory(kind: str, engine: str) -> Any:
+    engines = ENGINES.get(kind, {})
+    if not engines:
+        if engine in ("", "embedded", "none"):
+            return None
+        raise RegistryError(f"operator kind {kind!r} takes no engine, got {engine!r}")
+    if engine not in engines:
+        raise RegistryError(
+            f"unknown engine {engine!r} for {kind!r} (known: {', '.join(sorted(engines))})")
+    return _load(engines[engine])

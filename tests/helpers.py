@@ -1,0 +1,57 @@
+"""Operators that misbehave on purpose, for the runner's failure tests."""
+from __future__ import annotations
+
+import asyncio
+from typing import AsyncIterator
+
+from operators.base import Context, Operator, Reject
+from schemas import Ping
+
+
+class Crasher(Operator[Ping, Ping]):
+    """Always raises: must end dead-lettered after max_deliver attempts."""
+
+    kind = "crasher"
+    input_type = Ping
+    output_type = Ping
+
+    async def process(self, msg: Ping, ctx: Context) -> AsyncIterator[Ping]:
+        raise RuntimeError(f"boom on seq {msg.seq}")
+        yield msg
+
+
+class Rejecter(Operator[Ping, Ping]):
+    kind = "rejecter"
+    input_type = Ping
+    output_type = Ping
+
+    async def process(self, msg: Ping, ctx: Context) -> AsyncIterator[Ping]:
+        if msg.seq < 0:
+            raise Reject(f"negative seq {msg.seq}")
+        yield msg
+
+
+class Flaky(Operator[Ping, Ping]):
+    """Fails on the first attempt, succeeds on the next."""
+
+    kind = "flaky"
+    input_type = Ping
+    output_type = Ping
+
+    async def process(self, msg: Ping, ctx: Context) -> AsyncIterator[Ping]:
+        if ctx.attempt == 1:
+            raise ConnectionError("transient")
+        yield msg
+
+
+class SlowTail(Operator[Ping, Ping]):
+    """Yields its output at once, then works on for `seq` tenths of a second before it acks:
+    a kill in that window leaves a published output and an unacked input."""
+
+    kind = "slowtail"
+    input_type = Ping
+    output_type = Ping
+
+    async def process(self, msg: Ping, ctx: Context) -> AsyncIterator[Ping]:
+        yield Ping(seq=msg.seq, payload=b"done")
+        await asyncio.sleep(msg.seq / 10)

@@ -1,0 +1,108 @@
+"""The runner over a real nats-server: outputs, failures, retries, dead letters, deadlines."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import msgspec
+
+from schemas import Failure, FailureCategory, Headers, Ping, Transcript
+from tests.bus_helpers import collect, deploy, send, stream_messages, topology
+
+ENC = msgspec.msgpack.Encoder()
+
+
+async def _errors(dep, n, timeout=10):
+    sub, got, done = await collect(dep, "errors", n)
+    return sub, got, done
+
+
+async def test_echo_realtime_round_trip(nats_server, namespace):
+    dep = await deploy(topology("echo", mode="realtime"), nats_server, namespace)
+    try:
+        sub, got, done = await collect(dep, "pongs", 3)
+        for i in range(3):
+            await send(dep, ENC.encode(Ping(seq=i)), job="", durable=False, **{Headers.SESSION: "s1"})
+        await asyncio.wait_for(done.wait(), 10)
+        assert sorted(m[1]["seq"] for m in got) == [0, 1, 2]
+        assert all(s.endswith(".s1") for s, _, _ in got)  # the session keys the output subject
+        assert all("traceparent" in h for _, _, h in got)
+    finally:
+        await dep.close()
+
+
+async def test_garbage_wrong_type_and_unknown_tag_become_failures(nats_server, namespace):
+    dep = await deploy(topology("echo"), nats_server, namespace)
+    try:
+        sub, errors, errs_done = await collect(dep, "errors", 3)
+        _, pongs, pongs_done = await collect(dep, "pongs", 1)
+        await send(dep, b"\xc1\xff garbage", job="j1")
+        await send(dep, ENC.encode(Transcript(job_id="x")), job="j2")
+        await send(dep, ENC.encode({"kind": "NoSuchMessage", "seq": 1}), job="j3")
+        await send(dep, ENC.encode(Ping(seq=7)), job="j4")  # the operator keeps serving
+        await asyncio.wait_for(errs_done.wait(), 10)
+        await asyncio.wait_for(pongs_done.wait(), 10)
+        failures = sorted((msgspec.convert(b, Failure) for _, b, _ in errors), key=lambda f: f.job_id)
+        assert [f.job_id for f in failures] == ["j1", "j2", "j3"]
+        assert {f.category for f in failures} == {FailureCategory.BAD_MESSAGE}
+        assert all(f.operator == "op" and "cannot decode as Ping" in f.reason for f in failures)
+        assert "Transcript" in failures[1].reason and "NoSuchMessage" in failures[2].reason
+        assert failures[0].stream_seq > 0  # points back at the original message
+        assert pongs[0][1]["seq"] == 7
+    finally:
+        await dep.close()
+
+
+async def test_always_crashing_job_is_dead_lettered_with_reason(nats_server, namespace):
+    dep = await deploy(topology("tests.helpers:Crasher"), nats_server, namespace)
+    try:
+        sub, errors, done = await collect(dep, "errors", 3)
+        await send(dep, ENC.encode(Ping(seq=42)), job="jcrash")
+        await asyncio.wait_for(done.wait(), 15)
+        failures = [msgspec.convert(b, Failure) for _, b, _ in errors]
+        assert [f.attempt for f in failures] == [1, 2, 3]
+        assert [f.final for f in failures] == [False, False, True]
+        assert "boom on seq 42" in failures[-1].reason
+        await asyncio.sleep(0.3)
+        dead = await stream_messages(dep, dep.bus.subjects.dead_letter("op"))
+        assert len(dead) == 1
+        assert "boom on seq 42" in dead[0].headers["Pw-Reason"]
+        assert msgspec.msgpack.decode(dead[0].data, type=Ping).seq == 42  # the original is kept
+    finally:
+        await dep.close()
+
+
+async def test_reject_is_not_retried(nats_server, namespace):
+    dep = await deploy(topology("tests.helpers:Rejecter"), nats_server, namespace)
+    try:
+        sub, errors, done = await collect(dep, "errors", 1)
+        await send(dep, ENC.encode(Ping(seq=-1)), job="jbad")
+        await asyncio.wait_for(done.wait(), 10)
+        await asyncio.sleep(0.5)  # a retry would show up as a second failure
+        assert len(errors) == 1
+        f = msgspec.convert(errors[0][1], Failure)
+        assert f.category is FailureCategory.BAD_INPUT and f.reason == "negative seq -1"
+    finally:
+        await dep.close()
+
+
+async def test_transient_failure_is_retried_then_succeeds(nats_server, namespace):
+    dep = await deploy(topology("tests.helpers:Flaky"), nats_server, namespace)
+    try:
+        _, pongs, done = await collect(dep, "pongs", 1)
+        await send(dep, ENC.encode(Ping(seq=5)), job="jflaky")
+        await asyncio.wait_for(done.wait(), 10)
+        assert pongs[0][2][Headers.MSG_ID] == "jflaky:op"  # job-keyed, for idempotent writes
+    finally:
+        await dep.close()
+
+
+async def test_past_deadline_is_a_failure_not_work(nats_server, namespace):
+    dep = await deploy(topology("echo"), nats_server, namespace)
+    try:
+        sub, errors, done = await collect(dep, "errors", 1)
+        await send(dep, ENC.encode(Ping(seq=1)), job="jlate", **{Headers.DEADLINE: f"{time.time() - 5:.3f}"})
+        await asyncio.wait_for(done.wait(), 10)
+        assert msgspec.convert(errors[0][1], Failure).category is FailureCategory.DEADLINE
+    finally:
+        await dep.close()

@@ -1,0 +1,143 @@
+"""How messages reach a runner: a JetStream pull consumer (durable) or a core queue subscription.
+
+Both hand the runner a `Delivery`; only the durable one can ack, nak, term and keep alive.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable
+
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import api
+
+log = logging.getLogger("patchwire.delivery")
+
+
+class Delivery:
+    """One received message. Core NATS: acks are no-ops and there is only one attempt."""
+
+    durable = False
+
+    def __init__(self, msg: Msg):
+        self.msg = msg
+        self.data = msg.data
+        self.subject = msg.subject
+        self.headers: dict[str, str] = dict(msg.headers or {})
+
+    @property
+    def attempt(self) -> int:
+        return 1
+
+    @property
+    def stream_seq(self) -> int:
+        return 0
+
+    async def ack(self) -> None: ...
+    async def nak(self, delay: float) -> None: ...
+    async def term(self) -> None: ...
+    async def in_progress(self) -> None: ...
+
+
+class DurableDelivery(Delivery):
+    durable = True
+
+    def __init__(self, msg: Msg):
+        super().__init__(msg)
+        self.meta = msg.metadata
+
+    @property
+    def attempt(self) -> int:
+        return self.meta.num_delivered
+
+    @property
+    def stream_seq(self) -> int:
+        return self.meta.sequence.stream
+
+    async def ack(self) -> None:
+        await self.msg.ack()
+
+    async def nak(self, delay: float) -> None:
+        await self.msg.nak(delay=delay)
+
+    async def term(self) -> None:
+        await self.msg.term()
+
+    async def in_progress(self) -> None:
+        await self.msg.in_progress()
+
+
+Handler = Callable[[Delivery], Awaitable[None]]
+
+
+class Inflight:
+    """Bounded in-flight work: a semaphore plus references to every task (none is lost)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.slots = asyncio.Semaphore(limit)
+        self.tasks: set[asyncio.Task] = set()
+
+    def free(self) -> int:
+        return self.limit - len(self.tasks)
+
+    async def spawn(self, handler: Handler, delivery: Delivery) -> None:
+        await self.slots.acquire()
+        task = asyncio.create_task(handler(delivery))
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        self.slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("handler crashed: %r", task.exception())
+
+    async def wait(self, grace: float) -> None:
+        if not self.tasks:
+            return
+        _, pending = await asyncio.wait(set(self.tasks), timeout=grace)
+        for task in pending:  # not acked: a durable message is redelivered elsewhere
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+
+async def pull_loop(js, stream: str, subject: str, durable: str, config: api.ConsumerConfig,
+                    handler: Handler, inflight: Inflight, stopping: asyncio.Event) -> None:
+    """Fetch as many messages as there are free slots; replicas share the durable consumer."""
+    psub = await js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
+    try:
+        while not stopping.is_set():
+            await inflight.slots.acquire()  # wait for a free slot before fetching
+            inflight.slots.release()
+            try:
+                msgs = await psub.fetch(batch=max(1, inflight.free()), timeout=1.0)
+            except (NatsTimeout, asyncio.TimeoutError):
+                continue
+            for msg in msgs:
+                await inflight.spawn(handler, DurableDelivery(msg))
+    finally:
+        await psub.unsubscribe()
+
+
+class RealtimeQueue:
+    """Core subscription feeding a bounded queue; when full, the oldest frame is dropped and counted."""
+
+    def __init__(self, size: int):
+        self.queue: asyncio.Queue[Msg] = asyncio.Queue(maxsize=size)
+        self.dropped = 0
+
+    async def on_msg(self, msg: Msg) -> None:
+        if self.queue.full():
+            self.queue.get_nowait()  # stale audio is worth less than fresh audio
+            self.dropped += 1
+            if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
+                log.warning("%s: dropped %d stale messages (queue full)", msg.subject, self.dropped)
+        self.queue.put_nowait(msg)
+
+    async def work(self, handler: Handler) -> None:
+        while True:
+            msg = await self.queue.get()
+            await handler(Delivery(msg))
