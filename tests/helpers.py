@@ -55,3 +55,17 @@ class SlowTail(Operator[Ping, Ping]):
     async def process(self, msg: Ping, ctx: Context) -> AsyncIterator[Ping]:
         yield Ping(seq=msg.seq, payload=b"done")
         await asyncio.sleep(msg.seq / 10)
+
+
+class Suicide(Operator[Ping, Ping]):
+    """Kills its own process on every message: the runner never sees an exception."""
+
+    kind = "suicide"
+    input_type = Ping
+    output_type = Ping
+
+    async def process(self, msg: Ping, ctx: Context) -> AsyncIterator[Ping]:
+        import os
+        import signal
+        os.kill(os.getpid(), signal.SIGKILL)
+        yield msg

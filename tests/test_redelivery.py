@@ -77,3 +77,33 @@ async def test_sigkill_mid_job_redelivers_and_writes_once(nats_server, namespace
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=20)
         await dep.close()
+
+
+@pytest.mark.slow
+async def test_job_that_kills_every_replica_is_dead_lettered(nats_server, namespace, tmp_path):
+    topo_file = tmp_path / "t.yaml"
+    topo_file.write_text(TOPOLOGY.replace("tests.helpers:SlowTail", "tests.helpers:Suicide")
+                         .replace("max_deliver: 4", "max_deliver: 2").replace("ack_wait_s: 2", "ack_wait_s: 1"))
+    dep = await Deployment.open(topology("echo"), nats_server.url, namespace)
+    await dep.watch_dead_letters("op")
+    dead = dep.bus.subjects.dead_letter("op")
+    try:
+        await send(dep, msgspec.msgpack.encode(Ping(seq=1)), job="jdoomed")
+        proc = None
+        for _ in range(300):  # a supervisor restarting the replica each time it dies
+            if await stream_messages(dep, dead):
+                break
+            if proc is None or proc.poll() is not None:
+                proc = await _replica(topo_file, nats_server.url, namespace)
+            await asyncio.sleep(0.1)
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)
+        await asyncio.sleep(0.5)
+        letters = await stream_messages(dep, dead)
+        assert len(letters) == 1
+        assert "delivered 2 times" in letters[0].headers["Pw-Reason"]
+        work = await dep.bus.js.stream_info(dep.bus.subjects.work_stream)
+        assert work.state.messages == 0
+    finally:
+        await dep.close()

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import platformdirs
 
+from topology import deadletters
 from topology.bus import Bus
 from topology.graph import Bound, check
 from topology.runner import OperatorRunner
 from topology.server import EmbeddedNats, answers
-from topology.spec import TopologySpec
+from topology.spec import Mode, TopologySpec
 from topology.subjects import Subjects
 
 log = logging.getLogger("patchwire")
@@ -39,6 +40,7 @@ class Deployment:
         self.server = server
         self.scratch = scratch
         self.runners: list[OperatorRunner] = []
+        self.watchers: list = []
         self.blobs = None
 
     @classmethod
@@ -73,6 +75,13 @@ class Deployment:
             await runner.start()
             self.runners.append(runner)
             log.info("operator %s (%s) serving %s", b.spec.name, b.spec.kind, b.spec.input)
+            if b.input_mode is Mode.DURABLE:
+                await self.watch_dead_letters(b.spec.name)
+
+    async def watch_dead_letters(self, operator: str) -> None:
+        """Dead-letter jobs that exhaust max_deliver without the runner seeing an exception."""
+        stream = self.bus.stream_for(self.topo, self.topo.operator(operator).input)
+        self.watchers.append(await deadletters.watch(self.bus, stream, operator, self.topo.errors))
 
     async def wait_for_signal(self) -> None:
         stop = asyncio.Event()

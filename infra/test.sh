@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The README's second command (and CI's): install if needed, then run every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash infra/install.sh
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
