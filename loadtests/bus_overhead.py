@@ -6,7 +6,8 @@ Starts an embedded nats-server, runs the echo operator in its own process (`patc
 operator`), and compares, in the same run:
   - direct:    publisher -> subscriber                     (0 hops; the floor)
   - raw:       publisher -> hand-written nats-py echo -> subscriber   (1 hop, no runner)
-  - runner:    publisher -> patchwire echo (realtime edge) -> subscriber
+  - runner:    publisher -> patchwire echo (realtime edge) -> subscriber; anonymous messages
+               are traced at PATCHWIRE_TRACE_RATIO (1 %), and once more with every one traced
   - durable:   publisher -> patchwire echo (JetStream edge) -> subscriber
 Latency is measured one message at a time (p50/p99 round trip); per-hop overhead is the
 runner's round trip minus the direct one. Throughput keeps a window of messages in flight.
@@ -139,12 +140,20 @@ async def one_round(url: str, args, env: dict) -> list[dict]:
     try:
         rows.append(await measure(nc, "patchwire runner (realtime)", f"{NS}.echo.pings._",
                                   f"{NS}.echo.pongs.>", args))
-        rows.append(await measure(nc, "patchwire runner (durable)", f"{NS}.echo.jobs._",
-                                  f"{NS}.echo.results.>", args, durable=True))
+        rows.append(await measure(nc, "patchwire runner (durable, every job traced)",
+                                  f"{NS}.echo.jobs._", f"{NS}.echo.results.>", args, durable=True))
     finally:
         for p in (op, dur):
             p.terminate()
             p.wait()
+    traced = spawn([sys.executable, "-m", "topology.cli", "operator", "echo", "--topology",
+                    str(ROOT / "loadtests/echo.yaml")], {**env, "PATCHWIRE_TRACE_RATIO": "1"})
+    try:
+        rows.append(await measure(nc, "patchwire runner (realtime, every message traced)",
+                                  f"{NS}.echo.pings._", f"{NS}.echo.pongs.>", args))
+    finally:
+        traced.terminate()
+        traced.wait()
     await nc.drain()
     return rows
 

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from operators.base import Context, Operator
-from schemas import Message, ObjectRef
+from schemas import Message, ObjectRef, decoder, encoder
 
 
 class MemoryBlobStore:
@@ -50,4 +50,6 @@ async def drive(op: Operator, msg: Message, ctx: Context | None = None) -> list[
     if ctx is None:
         ctx = Context(operator=op.name, job_id=getattr(msg, "job_id", ""),
                       blobs=MemoryBlobStore(), scratch=Path(tempfile.mkdtemp(prefix="pw-")))
-    return [out async for out in op.process(msg, ctx)]
+    wire = encoder()
+    # Each output goes through the wire encoding, as the runner would send it.
+    return [decoder(type(out)).decode(wire.encode(out)) async for out in op.process(msg, ctx)]

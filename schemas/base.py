@@ -35,11 +35,22 @@ class Headers:
     CONTENT_TYPE = "Content-Type"
 
 
+# Every body is MessagePack. Publishers outside patchwire may say so in Content-Type; the
+# runner does not add the header (each nats-py header costs throughput on the hot path).
 CONTENT_TYPE = "application/msgpack"
 
 
+def _numpy_scalar(obj):
+    """Operators compute with numpy; a numpy scalar goes on the wire as the Python number."""
+    item = getattr(obj, "item", None)
+    if item is not None and type(obj).__module__ == "numpy":
+        return item()
+    raise NotImplementedError(f"cannot encode objects of type {type(obj).__name__}")
+
+
 def encoder() -> msgspec.msgpack.Encoder:
-    return msgspec.msgpack.Encoder()
+    """The one encoder for the wire (numpy scalars allowed)."""
+    return msgspec.msgpack.Encoder(enc_hook=_numpy_scalar)
 
 
 def decoder(kind: type) -> msgspec.msgpack.Decoder:

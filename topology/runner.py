@@ -25,8 +25,8 @@ from nats.js import api
 from opentelemetry import trace
 
 from operators.base import Context, Reject
-from schemas import Failure, FailureCategory, Headers, Message, Progress, Stage, decoder
-from schemas.base import CONTENT_TYPE
+from schemas import (Failure, FailureCategory, Headers, Message, Progress, Stage, decoder,
+                     encoder)
 from topology import tracing
 from topology.bus import Bus
 from topology.delivery import Delivery, Inflight, RealtimeQueue, pull_loop
@@ -50,7 +50,7 @@ class OperatorRunner:
         engine = bound.engine_factory(bound.config) if bound.engine_factory else None
         self.op = bound.cls(self.spec.name, bound.config, engine)
         self.decoder = decoder(bound.cls.input_type)
-        self.encoder = msgspec.msgpack.Encoder()
+        self.encoder = encoder()
         self.tracer = trace.get_tracer("patchwire.runner")
         self.inflight = Inflight(self.spec.concurrency)
         self.stopping = asyncio.Event()
@@ -99,7 +99,8 @@ class OperatorRunner:
     async def _handle(self, d: Delivery) -> None:
         job = d.headers.get(Headers.JOB, "")
         with tracing.operator_span(self.tracer, self.spec.name, d.subject, d.headers,
-                                   job_id=job, attempt=d.attempt, topology=self.topo.name):
+                                   job_id=job, attempt=d.attempt, topology=self.topo.name,
+                                   session=d.headers.get(Headers.SESSION, "")):
             try:
                 msg = self.decoder.decode(d.data)
             except msgspec.DecodeError as e:
@@ -173,7 +174,6 @@ class OperatorRunner:
             part = f"{part}.{index}" if part else str(index)
             headers[Headers.PART] = part
         key = in_headers.get(Headers.JOB) or in_headers.get(Headers.SESSION) or NO_KEY
-        headers[Headers.CONTENT_TYPE] = CONTENT_TYPE
         tracing.inject(headers)
         data = self.encoder.encode(out)
         subject = self.subjects.edge(self.spec.output, key)

@@ -1,0 +1,1 @@
+"""Product evaluations: WER today; DER, retrieval, faithfulness and latency budgets to come."""
