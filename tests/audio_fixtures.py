@@ -5,14 +5,14 @@ Shared data is read in place from ../shared/data, never copied into the repo.
 from __future__ import annotations
 
 import json
-import re
 import struct
 import tempfile
-import unicodedata
 from pathlib import Path
 
 import av
 import numpy as np
+
+from evals.wer import wer as evals_wer
 import pytest
 
 from operators.base import Context, Operator
@@ -147,25 +147,6 @@ async def run(op: Operator, msg: Message, rec: Recorder) -> list[Message]:
 
 # --- word error rate ------------------------------------------------------------------
 
-_NUMBERS = {"0": "zero", "1": "one", "2": "two", "3": "three", "4": "four", "5": "five",
-            "6": "six", "7": "seven", "8": "eight", "9": "nine", "10": "ten"}
-
-
-def normalize(text: str) -> list[str]:
-    """Lower case, no accents or punctuation, small numbers spelled: enough for a smoke WER."""
-    text = unicodedata.normalize("NFKD", text.lower())
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    text = re.sub(r"[^a-z0-9' ]+", " ", text.replace("-", " "))
-    words = [w.strip("'") for w in text.split()]
-    return [_NUMBERS.get(w, w) for w in words if w]
-
-
 def wer(reference: str, hypothesis: str) -> float:
-    """Word error rate: word-level edit distance over the reference length."""
-    ref, hyp = normalize(reference), normalize(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1] / max(len(ref), 1)
+    """Word error rate of one utterance, normalised as the evals normalise (evals/normalize.py)."""
+    return evals_wer([reference], [hypothesis]).wer

@@ -56,3 +56,19 @@ def test_trace_of_unknown_job_says_where_it_looked(tmp_path):
 def test_bad_setting_is_rejected_before_anything_runs(setting):
     res = patchwire("check", "topology/transcribe.yaml", "--set", setting)
     assert res.returncode == 2 and res.stderr.startswith("patchwire:")
+
+
+def test_models_lists_every_model_verified():
+    res = patchwire("models")
+    assert res.returncode == 0, res.stdout + res.stderr
+    for name in ("whisper-tiny.en", "whisper-base", "silero-vad"):
+        line = next(line for line in res.stdout.splitlines() if line.startswith(name))
+        assert " ok " in line
+
+
+def test_operators_never_import_nats():
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "operators").rglob("*.py")
+                 if any(line.lstrip().startswith(("import nats", "from nats", "import faststream",
+                                                  "from faststream", "from topology", "import topology"))
+                        for line in p.read_text().splitlines())]
+    assert offenders == []
