@@ -99,14 +99,23 @@ def cmd_trace(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from operators.models import model_status
+    from operators.models import MODELS, ModelError, model_path, model_status
+    problems = []
+    if not args.no_join:
+        for name in MODELS:  # join multi-part weights once and verify their sha256
+            try:
+                model_path(name)
+            except ModelError as e:
+                problems.append(str(e))
     rows = model_status()
     print(f"{'model':18} {'kind':5} {'state':16} {'size':>9}  path / install")
     for r in rows:
         size = f"{r.size / 1e6:.1f} MB" if r.size else ""
-        where = r.path or "pip install " + " ".join(f"{d}=={v}" for d, v in r.packages)
-        print(f"{r.name:18} {r.kind:5} {r.state:16} {size:>9}  {where}")
-    return 0 if all(r.state == "ok" for r in rows) else 1
+        where = r.path or "pip install " + " ".join(r.packages)
+        print(f"{r.name:18} {r.kind:5} {r.state.value:16} {size:>9}  {where}")
+    for problem in problems:
+        print(f"patchwire: {problem}", file=sys.stderr)
+    return 0 if all(r.state.value == "ok" for r in rows) and not problems else 1
 
 
 def cmd_schemas(args) -> int:
@@ -149,7 +158,8 @@ def parser() -> argparse.ArgumentParser:
     t = sub.add_parser("trace", help="print a job's waterfall from the trace file")
     t.add_argument("job")
     t.add_argument("--file", help="JSONL span file (default: PATCHWIRE_TRACE_FILE or the data dir)")
-    sub.add_parser("models", help="list the embedded models and whether they verify")
+    m = sub.add_parser("models", help="list the embedded models, joining and verifying them once")
+    m.add_argument("--no-join", action="store_true", help="only look; join nothing")
     s = sub.add_parser("schemas", help="export the wire messages as JSON Schema")
     s.add_argument("--out")
     c = sub.add_parser("check", help="validate a topology file")
