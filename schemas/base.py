@@ -27,7 +27,6 @@ class ObjectRef(msgspec.Struct, frozen=True, kw_only=True):
 class Headers:
     JOB = "Pw-Job"
     SESSION = "Pw-Session"
-    PART = "Pw-Part"
     DEADLINE = "Pw-Deadline"  # absolute unix time in seconds (float, as text)
     TRACEPARENT = "traceparent"
     TRACESTATE = "tracestate"

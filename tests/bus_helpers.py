@@ -11,7 +11,9 @@ from topology import spec as topo_spec
 from topology.app import Deployment
 
 
-def topology(kind: str, mode: str = "durable", extra: str = "") -> topo_spec.TopologySpec:
+def topology(kind: str, mode: str = "durable",
+             durability: str = "ack_wait_s: 2, max_deliver: 3, backoff_s: [0.1, 0.2]"
+             ) -> topo_spec.TopologySpec:
     return topo_spec.parse(f"""
 name: t
 edges:
@@ -22,8 +24,7 @@ inputs: [pings]
 outputs: [pongs, errors]
 operators:
   - {{name: op, kind: "{kind}", input: pings, output: pongs}}
-durability: {{ack_wait_s: 2, max_deliver: 3, backoff_s: [0.1, 0.2]}}
-{extra}
+durability: {{{durability}}}
 """)
 
 

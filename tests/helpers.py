@@ -69,3 +69,27 @@ class Suicide(Operator[Ping, Ping]):
         import signal
         os.kill(os.getpid(), signal.SIGKILL)
         yield msg
+
+
+class Splitter(Operator[Ping, Ping]):
+    """Fans one message out into `seq` messages."""
+
+    kind = "splitter"
+    input_type = Ping
+    output_type = Ping
+
+    async def process(self, msg: Ping, ctx: Context) -> AsyncIterator[Ping]:
+        for i in range(msg.seq):
+            yield Ping(seq=i)
+
+
+class Hang(Operator[Ping, Ping]):
+    """Never finishes and never reports progress."""
+
+    kind = "hang"
+    input_type = Ping
+    output_type = Ping
+
+    async def process(self, msg: Ping, ctx: Context) -> AsyncIterator[Ping]:
+        await asyncio.Event().wait()
+        yield msg

@@ -8,6 +8,7 @@ import msgspec
 
 from schemas import Failure, FailureCategory, Headers, Ping, Transcript
 from tests.bus_helpers import collect, deploy, send, stream_messages, topology
+from topology.publish import output_id
 
 ENC = msgspec.msgpack.Encoder()
 
@@ -92,7 +93,8 @@ async def test_transient_failure_is_retried_then_succeeds(nats_server, namespace
         _, pongs, done = await collect(dep, "pongs", 1)
         await send(dep, ENC.encode(Ping(seq=5)), job="jflaky")
         await asyncio.wait_for(done.wait(), 10)
-        assert pongs[0][2][Headers.MSG_ID] == "jflaky:op"  # job-keyed, for idempotent writes
+        # job-keyed and derived from the input, so the retry wrote the same id as attempt 1 would
+        assert pongs[0][2][Headers.MSG_ID] == output_id("jflaky", "op", "jflaky:submit", 0)
     finally:
         await dep.close()
 
@@ -104,5 +106,48 @@ async def test_past_deadline_is_a_failure_not_work(nats_server, namespace):
         await send(dep, ENC.encode(Ping(seq=1)), job="jlate", **{Headers.DEADLINE: f"{time.time() - 5:.3f}"})
         await asyncio.wait_for(done.wait(), 10)
         assert msgspec.convert(errors[0][1], Failure).category is FailureCategory.DEADLINE
+    finally:
+        await dep.close()
+
+
+async def test_job_header_that_is_not_a_token_is_a_bad_message(nats_server, namespace):
+    dep = await deploy(topology("echo"), nats_server, namespace)
+    try:
+        sub, errors, done = await collect(dep, "errors", 1)
+        _, pongs, pongs_done = await collect(dep, "pongs", 1)
+        subject = dep.bus.subjects.edge("pings", "x")
+        await dep.bus.js.publish(subject, ENC.encode(Ping(seq=1)), headers={Headers.JOB: "a b.c"})
+        await send(dep, ENC.encode(Ping(seq=2)), job="jfine")
+        await asyncio.wait_for(done.wait(), 10)
+        await asyncio.wait_for(pongs_done.wait(), 10)
+        f = msgspec.convert(errors[0][1], Failure)
+        assert f.category is FailureCategory.BAD_MESSAGE and "Pw-Job" in f.reason
+        assert pongs[0][1]["seq"] == 2
+    finally:
+        await dep.close()
+
+
+async def test_fan_out_outputs_get_distinct_ids(nats_server, namespace):
+    dep = await deploy(topology("tests.helpers:Splitter"), nats_server, namespace)
+    try:
+        _, pongs, done = await collect(dep, "pongs", 3)
+        await send(dep, ENC.encode(Ping(seq=3)), job="jsplit")
+        await asyncio.wait_for(done.wait(), 10)
+        await asyncio.sleep(0.2)
+        stored = await stream_messages(dep, dep.bus.subjects.edge("pongs", "jsplit"))
+        assert len({m.headers[Headers.MSG_ID] for m in stored}) == 3
+    finally:
+        await dep.close()
+
+
+async def test_operator_without_progress_is_retried_by_the_watchdog(nats_server, namespace):
+    topo = topology("tests.helpers:Hang", durability="ack_wait_s: 1, stall_s: 1, backoff_s: [0.1]")
+    dep = await deploy(topo, nats_server, namespace)
+    try:
+        sub, errors, done = await collect(dep, "errors", 2)
+        await send(dep, ENC.encode(Ping(seq=1)), job="jhang")
+        await asyncio.wait_for(done.wait(), 20)
+        f = msgspec.convert(errors[0][1], Failure)
+        assert "no progress for 1 s" in f.reason and not f.final
     finally:
         await dep.close()

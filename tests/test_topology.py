@@ -90,3 +90,20 @@ def test_subjects_are_derived_in_one_place():
     assert s.work_stream == "PW_TRANSCRIBE_WORK"
     with pytest.raises(ValueError):
         Subjects("a.b")
+
+
+@pytest.mark.parametrize("setting, path", [
+    ("echo.concurrency=0", "$.operators[0].concurrency"),
+    ("echo.concurrency=abc", "$.operators[0].concurrency"),
+    ("echo.queue=0", "$.operators[0].queue"),
+])
+def test_settings_are_validated_like_the_file(setting, path):
+    with pytest.raises(TopologyError) as err:
+        topo_spec.override(parse(GOOD), [setting])
+    assert err.value.path == path
+
+
+def test_durability_must_be_positive():
+    with pytest.raises(TopologyError) as err:
+        parse(GOOD + "durability: {ack_wait_s: 0}\n")
+    assert err.value.path == "$.durability.ack_wait_s"

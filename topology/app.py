@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -53,15 +54,19 @@ class Deployment:
             store = store_dir or data_dir() / "nats"
             server = await asyncio.to_thread(EmbeddedNats(store).start)
             url = server.url
+        bus = None
         try:
             bus = await Bus.connect(url, Subjects(topo.name, namespace), name=f"patchwire-{topo.name}")
             await bus.ensure_streams(topo)
+            blobs = await bus.blob_store(ttl_s=topo.durability.max_age_s)
         except BaseException:
+            if bus is not None:
+                await bus.close()
             if server:
                 server.stop()
             raise
         dep = cls(topo, bound, bus, server, Path(tempfile.mkdtemp(prefix="pw-scratch-")))
-        dep.blobs = await bus.blob_store(ttl_s=topo.durability.max_age_s)
+        dep.blobs = blobs
         return dep
 
     @property
@@ -92,11 +97,16 @@ class Deployment:
         log.info("stopping: draining in-flight work")
 
     async def close(self) -> None:
-        await asyncio.gather(*(r.stop() for r in self.runners), return_exceptions=True)
-        await self.bus.close()
-        if self.server:
-            self.server.stop()
-        shutil.rmtree(self.scratch, ignore_errors=True)
+        try:
+            await asyncio.gather(*(r.stop() for r in self.runners), return_exceptions=True)
+            for sub in self.watchers:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+            await self.bus.close()
+        finally:
+            if self.server:
+                self.server.stop()
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
     async def __aenter__(self) -> "Deployment":
         return self

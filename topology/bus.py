@@ -86,8 +86,12 @@ class Bus:
         return NatsBlobStore(store, self.subjects.bucket)
 
     async def close(self) -> None:
-        if not self.nc.is_closed:
+        if self.nc.is_closed:
+            return
+        try:
             await self.nc.drain()
+        except Exception:  # reconnecting or already gone: close without draining
+            await self.nc.close()
 
 
 def _hex_digest(digest: str | None) -> str:

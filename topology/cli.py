@@ -23,6 +23,14 @@ def _namespace() -> str:
     return os.environ.get("PATCHWIRE_NAMESPACE", "pw")
 
 
+async def _warn_if_unreachable() -> None:
+    from topology.server import answers
+    url = os.environ.get("NATS_URL")
+    if url and not await answers(url):
+        print(f"patchwire: NATS_URL={url} does not answer; starting an embedded nats-server",
+              file=sys.stderr)
+
+
 def _load(path: str | Path, settings: list[str]) -> topo_spec.TopologySpec:
     return topo_spec.override(topo_spec.load(path), settings or [])
 
@@ -30,6 +38,7 @@ def _load(path: str | Path, settings: list[str]) -> topo_spec.TopologySpec:
 async def cmd_up(args) -> int:
     from topology.app import Deployment
     topo = _load(args.topology, args.set)
+    await _warn_if_unreachable()
     dep = await Deployment.open(topo, os.environ.get("NATS_URL"), _namespace())
     try:
         await dep.start_operators()
@@ -44,9 +53,15 @@ async def cmd_up(args) -> int:
 
 async def cmd_operator(args) -> int:
     from topology.app import Deployment
+    from topology.server import answers
     topo = _load(args.topology, args.set)
     topo.operator(args.name)  # a clear error before anything starts
-    dep = await Deployment.open(topo, os.environ.get("NATS_URL"), _namespace())
+    url = os.environ.get("NATS_URL")
+    if not await answers(url):  # a replica on a private server would serve nobody
+        print(f"patchwire: operator needs a running NATS server; NATS_URL={url or '(unset)'} "
+              "does not answer (start one with `patchwire up`)", file=sys.stderr)
+        return 2
+    dep = await Deployment.open(topo, url, _namespace())
     try:
         await dep.start_operators([args.name])
         print(f"patchwire: operator {args.name} serving on {dep.url}", flush=True)
@@ -67,6 +82,7 @@ async def cmd_transcribe(args) -> int:
     settings = list(args.set or []) + ([f"asr.model={args.model}"] if args.model else [])
     topo = _load(TRANSCRIBE_YAML, settings)
     url = os.environ.get("NATS_URL")
+    await _warn_if_unreachable()
     with tempfile.TemporaryDirectory(prefix="pw-transcribe-") as store:
         dep = await Deployment.open(topo, url, _namespace(), store_dir=Path(store))
         try:

@@ -5,12 +5,13 @@ Both hand the runner a `Delivery`; only the durable one can ack, nak, term and k
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from typing import Awaitable, Callable
 
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
-from nats.js import api
 
 log = logging.getLogger("patchwire.delivery")
 
@@ -101,25 +102,31 @@ class Inflight:
         for task in pending:  # not acked: a durable message is redelivered elsewhere
             task.cancel()
         if pending:
-            await asyncio.wait(pending)
+            await asyncio.wait(pending, timeout=10)
 
 
-async def pull_loop(js, stream: str, subject: str, durable: str, config: api.ConsumerConfig,
-                    handler: Handler, inflight: Inflight, stopping: asyncio.Event) -> None:
-    """Fetch as many messages as there are free slots; replicas share the durable consumer."""
-    psub = await js.pull_subscribe(subject, durable=durable, stream=stream, config=config)
+async def pull_loop(psub, handler: Handler, inflight: Inflight, stopping: asyncio.Event) -> None:
+    """Fetch as many messages as there are free slots; replicas share the durable consumer.
+    Errors from the server (a restart, a reconnect) are logged and retried, never fatal."""
     try:
         while not stopping.is_set():
             await inflight.slots.acquire()  # wait for a free slot before fetching
             inflight.slots.release()
+            if stopping.is_set():
+                break
             try:
                 msgs = await psub.fetch(batch=max(1, inflight.free()), timeout=1.0)
             except (NatsTimeout, asyncio.TimeoutError):
                 continue
+            except Exception as e:
+                log.warning("fetch failed, retrying in 1 s: %r", e)
+                await asyncio.sleep(1.0)
+                continue
             for msg in msgs:
                 await inflight.spawn(handler, DurableDelivery(msg))
     finally:
-        await psub.unsubscribe()
+        with contextlib.suppress(Exception):
+            await psub.unsubscribe()
 
 
 class RealtimeQueue:
@@ -140,4 +147,12 @@ class RealtimeQueue:
     async def work(self, handler: Handler) -> None:
         while True:
             msg = await self.queue.get()
-            await handler(Delivery(msg))
+            try:
+                await handler(Delivery(msg))
+            except Exception as e:  # one bad frame must not end this worker
+                log.error("%s: handler failed: %r", msg.subject, e)
+
+    async def wait_empty(self, grace: float) -> None:
+        end = time.monotonic() + grace
+        while not self.queue.empty() and time.monotonic() < end:
+            await asyncio.sleep(0.05)

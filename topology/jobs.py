@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from pathlib import Path
@@ -61,16 +62,24 @@ class JobWatch:
             await sub.unsubscribe()
 
     async def _result(self, msg) -> None:
-        if not self.done.done():
+        if self.done.done():
+            return
+        try:
             self.done.set_result(self.result_decoder.decode(msg.data))
+        except msgspec.DecodeError as e:  # a newer or broken producer: say so, don't hang
+            self.done.set_exception(RuntimeError(f"job {self.job_id}: undecodable result: {e}"))
 
     async def _failure(self, msg) -> None:
-        failure = msgspec.msgpack.decode(msg.data, type=Failure)
+        try:
+            failure = msgspec.msgpack.decode(msg.data, type=Failure)
+        except msgspec.DecodeError:
+            return
         if failure.final and not self.done.done():
             self.done.set_exception(JobFailed(failure))
 
     async def _progress(self, msg) -> None:
-        self.on_progress(msgspec.msgpack.decode(msg.data, type=Progress))
+        with contextlib.suppress(msgspec.DecodeError):
+            self.on_progress(msgspec.msgpack.decode(msg.data, type=Progress))
 
     async def wait(self, timeout: float | None = None):
         return await asyncio.wait_for(self.done, timeout)

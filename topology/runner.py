@@ -1,15 +1,17 @@
 """The runner binds one operator to the bus: decode, trace, process, publish, ack - and never dies.
 
-For each message: typed decode (one reused Decoder), deadline check, `process()` with a
-keep-alive for long durable work, publish each output as it is yielded (job-keyed
-Nats-Msg-Id, so a redelivered job writes nothing twice), then ack. Anything that goes wrong
-becomes a `Failure` on the topology's errors edge and the runner keeps serving:
+For each message: header and typed decode checks (one reused Decoder), deadline check,
+`process()` under a watchdog that keeps a durable message alive while the operator reports
+progress, each output published as it is yielded (ids derived from the input, so a
+redelivered job writes nothing twice: topology/publish.py), then ack. Anything that goes
+wrong becomes a `Failure` on the topology's errors edge and the runner keeps serving:
 
-    undecodable / wrong type / unknown tag  -> bad_message, terminated (retrying cannot help)
-    Reject                                  -> bad_input, terminated and dead-lettered
-    deadline passed                         -> deadline, terminated
-    any other exception (durable)           -> retried with backoff; dead-lettered at max_deliver
-    asyncio.CancelledError                  -> propagates; the message is not acked
+    bad headers / undecodable / wrong type / unknown tag -> bad_message, dead-lettered
+    Reject                                  -> bad_input, dead-lettered (retrying cannot help)
+    deadline passed                         -> deadline, dead-lettered
+    any other exception, or no progress     -> retried with backoff; dead-lettered at max_deliver
+    asyncio.CancelledError (shutdown)       -> propagates; the message is not acked
+A failure that could not be stored is not terminated: the message is redelivered instead.
 """
 from __future__ import annotations
 
@@ -25,32 +27,26 @@ from nats.js import api
 from opentelemetry import trace
 
 from operators.base import Context, Reject
-from schemas import (Failure, FailureCategory, Headers, Message, Progress, Stage, decoder,
-                     encoder)
+from schemas import FailureCategory, Headers, Message, Stage, decoder
 from topology import tracing
 from topology.bus import Bus
 from topology.delivery import Delivery, Inflight, RealtimeQueue, pull_loop
 from topology.graph import Bound
+from topology.publish import Publisher
 from topology.spec import Mode, TopologySpec
-from topology.subjects import NO_KEY
+from topology.subjects import valid_token
 
 log = logging.getLogger("patchwire.runner")
-PROPAGATED = (Headers.JOB, Headers.SESSION, Headers.DEADLINE, Headers.PART)
 
 
 class OperatorRunner:
     def __init__(self, bound: Bound, topo: TopologySpec, bus: Bus, blobs, scratch: Path | None = None):
-        self.bound = bound
-        self.spec = bound.spec
-        self.topo = topo
-        self.bus = bus
-        self.blobs = blobs
-        self.subjects = bus.subjects
+        self.bound, self.spec, self.topo, self.bus, self.blobs = bound, bound.spec, topo, bus, blobs
         self.scratch = scratch or Path(tempfile.gettempdir())
         engine = bound.engine_factory(bound.config) if bound.engine_factory else None
         self.op = bound.cls(self.spec.name, bound.config, engine)
         self.decoder = decoder(bound.cls.input_type)
-        self.encoder = encoder()
+        self.out = Publisher(bus, topo, self.spec.name, self.spec.output, bound.output_mode)
         self.tracer = trace.get_tracer("patchwire.runner")
         self.inflight = Inflight(self.spec.concurrency)
         self.stopping = asyncio.Event()
@@ -61,25 +57,27 @@ class OperatorRunner:
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         await self.op.start()
-        edge = self.spec.input
         if self.bound.input_mode is Mode.DURABLE:
-            self.tasks.append(asyncio.create_task(self._pull(edge), name=f"{self.spec.name}:pull"))
-        else:
-            self.realtime = RealtimeQueue(self.spec.queue)
-            self.sub = await self.bus.nc.subscribe(
-                self.subjects.edge_filter(edge), queue=self.spec.name, cb=self.realtime.on_msg)
-            for i in range(self.spec.concurrency):
-                self.tasks.append(asyncio.create_task(self.realtime.work(self._handle),
-                                                      name=f"{self.spec.name}:worker{i}"))
+            psub = await self._consumer()
+            self.tasks.append(asyncio.create_task(
+                pull_loop(psub, self._handle, self.inflight, self.stopping), name=f"{self.spec.name}:pull"))
+            return
+        self.realtime = RealtimeQueue(self.spec.queue)
+        self.sub = await self.bus.nc.subscribe(self.bus.subjects.edge_filter(self.spec.input),
+                                               queue=self.spec.name, cb=self.realtime.on_msg)
+        for i in range(self.spec.concurrency):
+            self.tasks.append(asyncio.create_task(self.realtime.work(self._handle),
+                                                  name=f"{self.spec.name}:worker{i}"))
 
-    async def _pull(self, edge: str) -> None:
+    async def _consumer(self):
+        """Create or update the durable consumer (its config follows the YAML), then bind to it."""
         d = self.topo.durability
-        config = api.ConsumerConfig(
+        stream = self.bus.stream_for(self.topo, self.spec.input)
+        await self.bus.js.add_consumer(stream, api.ConsumerConfig(
+            durable_name=self.spec.name, filter_subject=self.bus.subjects.edge_filter(self.spec.input),
             ack_policy=api.AckPolicy.EXPLICIT, ack_wait=d.ack_wait_s, max_deliver=d.max_deliver,
-            max_ack_pending=max(64, self.spec.concurrency * 16))
-        await pull_loop(self.bus.js, self.bus.stream_for(self.topo, edge),
-                        self.subjects.edge_filter(edge), self.spec.name, config,
-                        self._handle, self.inflight, self.stopping)
+            max_ack_pending=max(64, self.spec.concurrency * 16)))
+        return await self.bus.js.pull_subscribe_bind(durable=self.spec.name, stream=stream)
 
     async def stop(self) -> None:
         """Drain: stop taking messages, let in-flight ones finish (up to the grace), then stop."""
@@ -88,7 +86,9 @@ class OperatorRunner:
             with contextlib.suppress(Exception):
                 await self.sub.drain()
         if self.realtime is not None:
-            await _wait_empty(self.realtime.queue, self.spec.shutdown_grace_s)
+            await self.realtime.wait_empty(self.spec.shutdown_grace_s)
+        if self.bound.input_mode is Mode.DURABLE:  # the pull loop ends within one fetch
+            await asyncio.wait(self.tasks, timeout=5)
         await self.inflight.wait(self.spec.shutdown_grace_s)
         for task in self.tasks:
             task.cancel()
@@ -98,122 +98,112 @@ class OperatorRunner:
     # -- one message -------------------------------------------------------------------------
     async def _handle(self, d: Delivery) -> None:
         job = d.headers.get(Headers.JOB, "")
-        with tracing.operator_span(self.tracer, self.spec.name, d.subject, d.headers,
-                                   job_id=job, attempt=d.attempt, topology=self.topo.name,
+        with tracing.operator_span(self.tracer, self.spec.name, d.subject, d.headers, job_id=job,
+                                   attempt=d.attempt, topology=self.topo.name,
                                    session=d.headers.get(Headers.SESSION, "")):
+            problem = _header_problem(d.headers)
+            if problem:
+                d.headers.pop(Headers.JOB, None)  # never put a bad token into a subject
+                return await self._give_up(d, FailureCategory.BAD_MESSAGE, problem)
             try:
                 msg = self.decoder.decode(d.data)
             except msgspec.DecodeError as e:
                 expected = self.bound.cls.input_type.__name__
-                await self._fail(d, FailureCategory.BAD_MESSAGE, f"cannot decode as {expected}: {e}")
-                return await d.term()
+                return await self._give_up(d, FailureCategory.BAD_MESSAGE, f"cannot decode as {expected}: {e}")
             deadline = _float(d.headers.get(Headers.DEADLINE))
             if deadline and time.time() > deadline:
-                await self._fail(d, FailureCategory.DEADLINE, f"deadline passed {time.time() - deadline:.3f} s ago")
-                return await d.term()
+                late = time.time() - deadline
+                return await self._give_up(d, FailureCategory.DEADLINE, f"deadline passed {late:.3f} s ago")
             await self._run(d, msg, job, deadline)
 
     async def _run(self, d: Delivery, msg: Message, job: str, deadline: float) -> None:
-        ctx = self._context(d, job, deadline)
-        keepalive = asyncio.create_task(self._keepalive(d)) if d.durable else None
-        await self._progress(d, job, Stage.STARTED)
+        watchdog = Watchdog(d, self.topo.durability) if d.durable else None
         try:
+            await self.out.progress(d, Stage.STARTED)
             index = 0
-            async for out in self.op.process(msg, ctx):
-                await self._emit(out, d.headers, index)
-                index += 1
+            async with contextlib.aclosing(self.op.process(msg, self._context(d, job, deadline, watchdog))) as outputs:
+                async for out in outputs:
+                    await self.out.output_msg(out, d, index)
+                    index += 1
         except Reject as e:
-            await self._fail(d, FailureCategory.BAD_INPUT, e.reason, dead=True)
-            await d.term()
+            await self._give_up(d, FailureCategory.BAD_INPUT, e.reason)
         except asyncio.CancelledError:
-            raise
+            if watchdog is None or not watchdog.fired:
+                raise
+            asyncio.current_task().uncancel()
+            await self._retry_or_give_up(d, f"no progress for {watchdog.stall_s:.0f} s")
         except Exception as e:  # the runner keeps serving whatever the operator does
             await self._retry_or_give_up(d, f"{type(e).__name__}: {e}")
         else:
-            await self._progress(d, job, Stage.DONE)
+            await self.out.progress(d, Stage.DONE)
             await d.ack()
         finally:
-            if keepalive is not None:
-                keepalive.cancel()
+            if watchdog is not None:
+                watchdog.stop()
+
+    async def _give_up(self, d: Delivery, category: FailureCategory, reason: str) -> None:
+        """A permanent failure: report, dead-letter, terminate (or redeliver if unreported)."""
+        if await self.out.failure(d, category, reason, dead=True):
+            await d.term()
+        else:
+            await d.nak(delay=self.topo.durability.backoff_s[0] if self.topo.durability.backoff_s else 1)
 
     async def _retry_or_give_up(self, d: Delivery, reason: str) -> None:
-        d_conf = self.topo.durability
-        final = not d.durable or d.attempt >= d_conf.max_deliver
+        conf = self.topo.durability
+        final = not d.durable or d.attempt >= conf.max_deliver
         log.warning("%s: attempt %d failed: %s", self.spec.name, d.attempt, reason)
-        await self._fail(d, FailureCategory.OPERATOR_ERROR, reason, final=final, dead=final and d.durable)
         if final:
-            return await d.term()
-        backoff = d_conf.backoff_s[min(d.attempt, len(d_conf.backoff_s)) - 1] if d_conf.backoff_s else 0
-        await self._progress(d, d.headers.get(Headers.JOB, ""), Stage.RETRYING, note=reason)
+            return await self._give_up(d, FailureCategory.OPERATOR_ERROR, reason)
+        await self.out.failure(d, FailureCategory.OPERATOR_ERROR, reason, final=False)
+        await self.out.progress(d, Stage.RETRYING, note=reason)
+        backoff = conf.backoff_s[min(d.attempt, len(conf.backoff_s)) - 1] if conf.backoff_s else 0
         await d.nak(delay=backoff)
 
-    def _context(self, d: Delivery, job: str, deadline: float) -> Context:
+    def _context(self, d: Delivery, job: str, deadline: float, watchdog: "Watchdog | None") -> Context:
         async def report(done: float, total: float, note: str) -> None:
-            await self._progress(d, job, Stage.PROGRESS, done, total, note)
-            await d.in_progress()
+            if watchdog is not None:
+                watchdog.progressed()
+            await self.out.progress(d, Stage.PROGRESS, done, total, note)
 
         return Context(operator=self.spec.name, job_id=job, deadline=deadline,
                        session_id=d.headers.get(Headers.SESSION, ""), attempt=d.attempt,
                        blobs=self.blobs, scratch=self.scratch, report=report)
 
-    async def _keepalive(self, d: Delivery) -> None:
-        """Long work: tell JetStream we are alive well before ack_wait runs out."""
-        period = max(0.5, self.topo.durability.ack_wait_s / 3)
+
+class Watchdog:
+    """Keeps a durable message alive (in_progress every ack_wait/3) while its operator shows
+    progress; after stall_s without any, cancels the attempt so it is retried elsewhere."""
+
+    def __init__(self, d: Delivery, durability):
+        self.d, self.stall_s, self.fired = d, durability.stall_s, False
+        self.period = max(0.5, durability.ack_wait_s / 3)
+        self.last = time.monotonic()
+        self.owner = asyncio.current_task()
+        self.task = asyncio.create_task(self._loop())
+
+    def progressed(self) -> None:
+        self.last = time.monotonic()
+
+    async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(period)
+            await asyncio.sleep(self.period)
+            if self.stall_s and time.monotonic() - self.last > self.stall_s:
+                self.fired = True
+                self.owner.cancel()
+                return
             with contextlib.suppress(Exception):
-                await d.in_progress()
+                await self.d.in_progress()
 
-    # -- output ------------------------------------------------------------------------------
-    async def _emit(self, out: Message, in_headers: dict[str, str], index: int) -> None:
-        if self.spec.output is None:
-            return
-        headers = {k: in_headers[k] for k in PROPAGATED if k in in_headers}
-        part = in_headers.get(Headers.PART, "")
-        if index:
-            part = f"{part}.{index}" if part else str(index)
-            headers[Headers.PART] = part
-        key = in_headers.get(Headers.JOB) or in_headers.get(Headers.SESSION) or NO_KEY
-        tracing.inject(headers)
-        data = self.encoder.encode(out)
-        subject = self.subjects.edge(self.spec.output, key)
-        if self.bound.output_mode is Mode.DURABLE:
-            job = in_headers.get(Headers.JOB, NO_KEY)
-            headers[Headers.MSG_ID] = f"{job}:{self.spec.name}" + (f":{part}" if part else "")
-            await self.bus.js.publish(subject, data, headers=headers)
-        else:
-            await self.bus.nc.publish(subject, data, headers=headers)
+    def stop(self) -> None:
+        self.task.cancel()
 
-    async def _fail(self, d: Delivery, category: FailureCategory, reason: str,
-                    final: bool = True, dead: bool = False) -> None:
-        job = d.headers.get(Headers.JOB, "")
-        failure = Failure(category=category, operator=self.spec.name, reason=reason,
-                          subject=d.subject, job_id=job, msg_id=d.headers.get(Headers.MSG_ID, ""),
-                          stream_seq=d.stream_seq, attempt=d.attempt, final=final, time=time.time())
-        data = self.encoder.encode(failure)
-        headers = {k: d.headers[k] for k in PROPAGATED if k in d.headers}
-        tracing.inject(headers)
-        with contextlib.suppress(Exception):  # reporting a failure must not become one
-            await self.bus.nc.publish(self.subjects.edge(self.topo.errors, job), data, headers=headers)
-            if dead:
-                await self._dead_letter(failure, d)
-            if final and job:
-                await self._progress(d, job, Stage.FAILED, note=reason)
 
-    async def _dead_letter(self, failure: Failure, d: Delivery) -> None:
-        headers = {"Pw-Reason": failure.reason[:1000].replace("\n", " "),
-                   "Pw-Category": failure.category.value, "Pw-Subject": d.subject,
-                   Headers.MSG_ID: f"dead:{d.subject}:{d.stream_seq or d.headers.get(Headers.MSG_ID, '')}"}
-        headers.update({k: d.headers[k] for k in PROPAGATED if k in d.headers})
-        await self.bus.js.publish(self.subjects.dead_letter(self.spec.name), d.data, headers=headers)
-
-    async def _progress(self, d: Delivery, job: str, stage: Stage, done: float = 0.0,
-                        total: float = 0.0, note: str = "") -> None:
-        if not job or not d.durable:
-            return
-        event = Progress(job_id=job, operator=self.spec.name, stage=stage, done=done,
-                         total=total, note=note, attempt=d.attempt, time=time.time())
-        await self.bus.nc.publish(self.subjects.progress(job), self.encoder.encode(event))
+def _header_problem(headers: dict[str, str]) -> str:
+    for name in (Headers.JOB, Headers.SESSION):
+        value = headers.get(name)
+        if value and not valid_token(value):
+            return f"header {name} {value[:80]!r} is not a valid id (letters, digits, '_' and '-')"
+    return ""
 
 
 def _float(text: str | None) -> float:
@@ -221,9 +211,3 @@ def _float(text: str | None) -> float:
         return float(text) if text else 0.0
     except ValueError:
         return 0.0
-
-
-async def _wait_empty(queue: asyncio.Queue, grace: float) -> None:
-    end = time.monotonic() + grace
-    while not queue.empty() and time.monotonic() < end:
-        await asyncio.sleep(0.05)

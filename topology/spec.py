@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import yaml
@@ -27,17 +27,21 @@ class OperatorSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     output: str | None = None
     engine: str = "embedded"
     config: dict[str, Any] = {}
-    concurrency: int = 1      # messages in flight per replica
-    queue: int = 256          # realtime: frames buffered before drops are counted
-    shutdown_grace_s: float = 30.0
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 1  # messages in flight per replica
+    queue: Annotated[int, msgspec.Meta(ge=1)] = 256  # realtime: buffered before drops are counted
+    shutdown_grace_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+
+
+Positive = Annotated[float, msgspec.Meta(gt=0)]
 
 
 class Durability(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    ack_wait_s: float = 30.0
-    max_deliver: int = 5
-    backoff_s: tuple[float, ...] = (1.0, 5.0, 30.0)
-    duplicate_window_s: float = 3600.0
-    max_age_s: float = 7 * 24 * 3600.0
+    ack_wait_s: Positive = 30.0
+    max_deliver: Annotated[int, msgspec.Meta(ge=1)] = 5
+    backoff_s: tuple[Annotated[float, msgspec.Meta(ge=0)], ...] = (1.0, 5.0, 30.0)
+    duplicate_window_s: Positive = 24 * 3600.0  # outputs of a redelivered job are dropped within it
+    max_age_s: Positive = 7 * 24 * 3600.0
+    stall_s: Annotated[float, msgspec.Meta(ge=0)] = 600.0  # no progress this long: retry (0: never)
 
 
 class TopologySpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -131,4 +135,9 @@ def override(topo: TopologySpec, settings: list[str]) -> TopologySpec:
             ops[i] = msgspec.structs.replace(ops[i], **{field: yaml.safe_load(value)})
         else:
             ops[i] = msgspec.structs.replace(ops[i], config={**ops[i].config, key: yaml.safe_load(value)})
-    return msgspec.structs.replace(topo, operators=ops)
+    raw = msgspec.to_builtins(msgspec.structs.replace(topo, operators=ops))
+    try:  # validate again: replace() does not
+        return msgspec.convert(raw, TopologySpec)
+    except msgspec.ValidationError as e:
+        path, message = _split_msgspec_error(e)
+        raise TopologyError(path, f"{message} (after --set)") from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_NAME = re.compile(r"^[a-z0-9_]{1,64}$")
 NO_KEY = "_"
 
 
@@ -22,8 +23,8 @@ def valid_token(token: str) -> bool:
 class Subjects:
     def __init__(self, topology: str, namespace: str = "pw"):
         for label, value in (("topology name", topology), ("namespace", namespace)):
-            if not valid_token(value):
-                raise ValueError(f"{label} {value!r} must match [A-Za-z0-9_-]+")
+            if not _NAME.match(value):  # stream names upper-case: keep the mapping one-to-one
+                raise ValueError(f"{label} {value!r} must match [a-z0-9_]+")
         self.topology = topology
         self.namespace = namespace
         self.root = f"{namespace}.{topology}"
@@ -41,7 +42,7 @@ class Subjects:
         return f"{self.root}._dead.{operator}"
 
     def _stream(self, suffix: str) -> str:
-        return f"{self.namespace}_{self.topology}_{suffix}".upper().replace("-", "_")
+        return f"{self.namespace}_{self.topology}_{suffix}".upper()
 
     @property
     def work_stream(self) -> str:
@@ -56,7 +57,7 @@ class Subjects:
     @property
     def bucket(self) -> str:
         """Object-store bucket for large payloads."""
-        return f"{self.namespace}_{self.topology}_blobs".replace("-", "_")
+        return f"{self.namespace}_{self.topology}_blobs"
 
     def events_subjects(self, edges: list[str]) -> list[str]:
         return [self.edge_filter(e) for e in edges] + [
