@@ -65,6 +65,7 @@ class OperatorRunner:
         self.realtime = RealtimeQueue(self.spec.queue)
         self.sub = await self.bus.nc.subscribe(self.bus.subjects.edge_filter(self.spec.input),
                                                queue=self.spec.name, cb=self.realtime.on_msg)
+        await self.bus.nc.flush()  # the server knows the subscription before we say "serving"
         for i in range(self.spec.concurrency):
             self.tasks.append(asyncio.create_task(self.realtime.work(self._handle),
                                                   name=f"{self.spec.name}:worker{i}"))
