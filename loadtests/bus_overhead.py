@@ -101,6 +101,7 @@ async def main():
     async def cb(m):
         await nc.publish(sys.argv[3], m.data, headers=m.headers)
     await nc.subscribe(sys.argv[2], queue="raw", cb=cb)
+    await nc.flush()
     print("serving", flush=True)
     await asyncio.Event().wait()
 asyncio.run(main())

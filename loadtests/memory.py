@@ -1,6 +1,6 @@
 """Peak memory of `patchwire up topology/transcribe.yaml`, idle and while transcribing.
 
-Used by loadtests/transcribe.py (`--skip-rtf --bus-rounds 0` runs only this part). The `up`
+Used by loadtests/transcribe.py (`--skip-rtf --skip-bus` runs only this part). The `up`
 process runs with PATCHWIRE_DATA_DIR in a temp dir, so it starts its own nats-server; jobs are
 sent by `patchwire transcribe FILE` with NATS_URL set. A thread reads /proc/<pid>/status every
 50 ms for the `up` process and for its nats-server child and keeps, per phase, the largest
@@ -21,6 +21,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 READY = re.compile(r" up on (nats://\S+)")
 PERIOD_S = 0.05
+ABOUT = ("Peak memory of `python -m topology.cli up topology/transcribe.yaml` "
+         "(PATCHWIRE_DATA_DIR in a temp dir, so it starts its own nats-server child), "
+         "sampled from /proc/<pid>/status every 50 ms. Jobs are sent one at a time by "
+         "`NATS_URL=<url> python -m topology.cli transcribe FILE` (a separate process, not "
+         "counted). The asr operator loads its model in `start()`, before the ready line, "
+         "so 'idle after startup' already holds the model; 'idle after' a job shows what "
+         "the first inference adds (buffers, arenas).")
 
 
 def parse_status(text: str) -> dict[str, int]:
@@ -204,3 +211,13 @@ def peak_ratio(rows: list[dict], short: str, long: str, key: str = "up rss") -> 
     by_phase = {r["phase"]: r for r in rows}
     a, b = by_phase.get(f"transcribing {short}", {}), by_phase.get(f"transcribing {long}", {})
     return round(b[key] / a[key], 3) if a.get(key) and b.get(key) else None
+
+
+def section(rows: list[dict], labels: list[str]) -> list[str]:
+    lines = table(rows) + [""]
+    for key in ("up rss", "nats-server rss"):
+        for short in labels[:-1]:
+            ratio = peak_ratio(rows, short, labels[-1], key)
+            lines.append(f"- {key.split()[0]} max VmRSS while transcribing, {labels[-1]} / {short}: "
+                         f"**{ratio}**")
+    return lines + ["- no target; VmHWM is cumulative (the process's peak so far), max VmRSS is per phase"]

@@ -1,7 +1,8 @@
 """Transcription load figures: real-time factor, peak memory, bus overhead -> loadtests/RESULTS.md.
 
     python loadtests/transcribe.py [--long-s 150] [--repeats 3] [--clips N] [--memory-minutes 30]
-                                   [--bus-rounds 3] [--skip-rtf] [--skip-memory] [--out PATH]
+                                   [--bus-rounds 3] [--skip-rtf] [--skip-memory] [--skip-bus]
+                                   [--out PATH]
 
 RTF: one in-process deployment of topology/transcribe.yaml (whisper-tiny.en, embedded
 nats-server) transcribes a ~2.5 min 16 kHz wav made of manifest clips, `--repeats` times,
@@ -17,6 +18,7 @@ import asyncio
 import contextlib
 import datetime
 import json
+import os
 import re
 import shlex
 import statistics
@@ -181,7 +183,8 @@ def rtf_summary(runs: dict[str, list], audio_s: float, per_clip: list[float]) ->
     return {"audio_s": round(audio_s, 1), "repeats": len(runs["pipeline"]),
             "pipeline_rtf": round(pipe, 4), "engine_rtf": round(engine, 4),
             "ratio": round(pipe / engine, 3),
-            "pipeline_words": [w for _, w in runs["pipeline"]], "engine_words": [w for _, w in runs["engine"]],
+            "pipeline_words": [w for _, w in runs["pipeline"]],
+            "engine_words": [w for _, w in runs["engine"]],
             "pipeline_s": [round(s, 2) for s, _ in runs["pipeline"]],
             "engine_s": [round(s, 2) for s, _ in runs["engine"]],
             "clips": len(per_clip), "clip_rtf_p50": round(statistics.median(per_clip), 4),
@@ -208,17 +211,27 @@ def parse_bus(text: str) -> dict:
 
 
 def run_bus(rounds: int) -> tuple[str, dict]:
+    """bus_overhead.py as it is; its table, printed and parsed."""
     done = subprocess.run([sys.executable, str(ROOT / "loadtests/bus_overhead.py"), "--rounds",
-                           str(rounds)], cwd=ROOT, capture_output=True, text=True, timeout=1200)
-    if done.returncode:
-        raise RuntimeError(f"bus_overhead.py failed (rc {done.returncode}): {done.stderr[-2000:]}")
+                           str(rounds)], cwd=ROOT, capture_output=True, text=True, timeout=1200,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if done.returncode != 0:
+        raise RuntimeError(f"bus_overhead.py failed: {_failure_line(done.stderr)}")
     return done.stdout.strip(), parse_bus(done.stdout)
+
+
+def _failure_line(stderr: str) -> str:
+    """The failing measurement and the exception, from a traceback."""
+    lines = [line.strip() for line in stderr.strip().splitlines()]
+    where = [line for line in lines if line.startswith("rows.append(await measure(")]
+    return " / ".join(where[-1:] + lines[-1:])
 
 
 def bus_targets(bus: dict) -> list[str]:
     rate = bus["rows"].get("patchwire runner (realtime)", (0, 0, 0.0))[2]
-    return [f"- per-hop p50 {bus['hop_p50']:.3f} ms ≤ {HOP_P50_MS:g} ms: {verdict(bus['hop_p50'] <= HOP_P50_MS)}",
-            f"- per-hop p99 {bus['hop_p99']:.3f} ms ≤ {HOP_P99_MS:g} ms: {verdict(bus['hop_p99'] <= HOP_P99_MS)}",
+    p50, p99 = bus["hop_p50"], bus["hop_p99"]
+    return [f"- per-hop p50 {p50:.3f} ms ≤ {HOP_P50_MS:g} ms: {verdict(p50 <= HOP_P50_MS)}",
+            f"- per-hop p99 {p99:.3f} ms ≤ {HOP_P99_MS:g} ms: {verdict(p99 <= HOP_P99_MS)}",
             f"- one hop, one operator process (runner realtime) {rate:,.0f} msg/s ≥ {RATE_TARGET:,}: "
             f"{verdict(rate >= RATE_TARGET)}"]
 
@@ -241,16 +254,6 @@ def rtf_section(r: dict) -> list[str]:
         f"{verdict(r['clip_rtf_p50'] <= RTF_TARGET)}"]
 
 
-def memory_section(rows: list[dict], labels: list[str]) -> list[str]:
-    lines = memory.table(rows) + [""]
-    for key in ("up rss", "nats-server rss"):
-        for short in labels[:-1]:
-            ratio = memory.peak_ratio(rows, short, labels[-1], key)
-            lines.append(f"- {key.split()[0]} max VmRSS while transcribing, {labels[-1]} / {short}: "
-                         f"**{ratio}**")
-    return lines + ["- no target; VmHWM is cumulative (the process's peak so far), max VmRSS is per phase"]
-
-
 def render(sections: dict[str, list[str]], command: str, date: str) -> str:
     head = ["# Load tests: transcription and bus", "", f"Date: {date}  ", f"Command: `{command}`  ",
             "Machine: 2 CPU cores, shared and noisy (other jobs running); figures are medians "
@@ -266,13 +269,6 @@ RTF_ABOUT = ("Real-time factor (processing seconds / audio seconds) of {model} t
              "faster-whisper int8, beam 5, word timestamps, 2 threads), on a {audio_s:.0f} s wav "
              "of manifest clips joined with {gap} s pauses; one warm-up job first. The engine row "
              "runs faster-whisper directly on the same file, alternating with the pipeline runs.")
-MEMORY_ABOUT = ("Peak memory of `python -m topology.cli up topology/transcribe.yaml` "
-                "(PATCHWIRE_DATA_DIR in a temp dir, so it starts its own nats-server child), "
-                "sampled from /proc/<pid>/status every 50 ms. Jobs are sent one at a time by "
-                "`NATS_URL=<url> python -m topology.cli transcribe FILE` (a separate process, not "
-                "counted). The asr operator loads its model in `start()`, before the ready line, "
-                "so 'idle after startup' already holds the model; 'idle after' a job shows what "
-                "the first inference adds (buffers, arenas).")
 BUS_ABOUT = ("loadtests/bus_overhead.py: embedded nats-server on loopback; round trips one "
              "message at a time (p50/p99) and throughput with 500 in flight, medians of rounds. "
              "Per-hop overhead = runner realtime minus direct (0 hops).")
@@ -289,32 +285,54 @@ def build_inputs(manifest: Path, tmp: Path, long_s: float, memory_minutes: float
     return inputs
 
 
+def _label(kind: str, path: Path) -> str:
+    seconds = audio_seconds(path)
+    return f"{seconds / 60:.1f} min ogg/opus" if kind == "huge" else f"{seconds:.1f} s wav"
+
+
 def memory_figures(inputs: dict[str, Path], tmp: Path, idle_s: float) -> tuple[list[dict], list[str]]:
-    jobs = [(f"{audio_seconds(p) / (60 if k == 'huge' else 1):.1f} {'min ogg/opus' if k == 'huge' else 's wav'}", p)
-            for k, p in inputs.items()]
+    jobs = [(_label(kind, path), path) for kind, path in inputs.items()]
     for label, path in jobs:
         print(f"  memory input {label}: {path.stat().st_size / 1e6:.1f} MB", flush=True)
     return memory.measure(jobs, tmp, idle_s), [label for label, _ in jobs]
 
 
-def run_all(args, tmp: Path) -> dict[str, list[str]]:
+def rtf_lines(args, inputs: dict[str, Path], tmp: Path) -> list[str]:
+    r = asyncio.run(rtf_figures(inputs["long"], args.manifest, args.repeats, args.clips, tmp / "nats"))
+    return [RTF_ABOUT.format(model=MODEL, audio_s=r["audio_s"], gap=GAP_S), "", *rtf_section(r)]
+
+
+def memory_lines(args, inputs: dict[str, Path], tmp: Path) -> list[str]:
+    rows, labels = memory_figures(inputs, tmp, args.idle_s)
+    return [memory.ABOUT, "", *memory.section(rows, labels)]
+
+
+def bus_lines(args, inputs: dict[str, Path], tmp: Path) -> list[str]:
+    text, bus = run_bus(args.bus_rounds)
+    return [BUS_ABOUT, "", f"`python loadtests/bus_overhead.py --rounds {args.bus_rounds}`:", "",
+            text, "", *bus_targets(bus)]
+
+
+SECTIONS = [("Transcription real-time factor", "skip_rtf", rtf_lines),
+            ("Peak memory of `patchwire up`", "skip_memory", memory_lines),
+            ("Bus overhead", "skip_bus", bus_lines)]
+
+
+def run_all(args, tmp: Path, report) -> bool:
+    """Each section in turn, reported as it completes; an error is written into its section."""
     inputs = build_inputs(args.manifest, tmp, args.long_s, 0 if args.skip_memory else args.memory_minutes)
     sections: dict[str, list[str]] = {}
-    if not args.skip_rtf:
-        print("RTF ...", flush=True)
-        r = asyncio.run(rtf_figures(inputs["long"], args.manifest, args.repeats, args.clips, tmp / "nats"))
-        sections["Transcription real-time factor"] = [
-            RTF_ABOUT.format(model=MODEL, audio_s=r["audio_s"], gap=GAP_S), "", *rtf_section(r)]
-    if not args.skip_memory:
-        print("memory ...", flush=True)
-        rows, labels = memory_figures(inputs, tmp, args.idle_s)
-        sections["Peak memory of `patchwire up`"] = [MEMORY_ABOUT, "", *memory_section(rows, labels)]
-    if args.bus_rounds:
-        print("bus overhead ...", flush=True)
-        text, bus = run_bus(args.bus_rounds)
-        sections["Bus overhead"] = [BUS_ABOUT, "", f"`python loadtests/bus_overhead.py --rounds "
-                                    f"{args.bus_rounds}`:", "", text, "", *bus_targets(bus)]
-    return sections
+    ok = True
+    for title, skip, lines in SECTIONS:
+        if getattr(args, skip):
+            continue
+        print(f"{title} ...", flush=True)
+        try:
+            sections[title] = lines(args, inputs, tmp)
+        except Exception as e:  # noqa: BLE001 - a benchmark reports what broke and goes on
+            sections[title], ok = [f"**error**: `{type(e).__name__}: {e}`"], False
+        report(sections)
+    return ok
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -325,21 +343,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", type=int, default=None, help="per-clip RTF on the first N clips only")
     ap.add_argument("--memory-minutes", type=float, default=30.0, help="the long memory input")
     ap.add_argument("--idle-s", type=float, default=3.0, help="idle sampling after startup and each job")
-    ap.add_argument("--bus-rounds", type=int, default=3, help="bus_overhead.py rounds; 0 skips it")
+    ap.add_argument("--bus-rounds", type=int, default=3, help="bus_overhead.py rounds")
     ap.add_argument("--skip-rtf", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--skip-bus", action="store_true")
     ap.add_argument("--out", type=Path, help="write the markdown report here (e.g. loadtests/RESULTS.md)")
     args = ap.parse_args(argv)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="pw-load-") as tmp:
-        sections = run_all(args, Path(tmp))
     command = "python loadtests/transcribe.py " + shlex.join(sys.argv[1:] if argv is None else argv)
-    date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    text = render(sections, command.strip(), date) + f"\nWhole run: {time.perf_counter() - started:.0f} s.\n"
-    print(text)
-    if args.out:
-        args.out.write_text(text)
-    return 0
+
+    def report(sections: dict[str, list[str]]) -> None:
+        date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+        text = render(sections, command.strip(), date)
+        text += f"\nWhole run: {time.perf_counter() - started:.0f} s.\n"
+        if args.out:
+            args.out.write_text(text)
+        report.text = text
+
+    with tempfile.TemporaryDirectory(prefix="pw-load-") as tmp:
+        ok = run_all(args, Path(tmp), report)
+    print(getattr(report, "text", "nothing run"))
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -62,10 +62,20 @@ def test_targets_pass_and_fail(report):
 
 
 def test_results_markdown_names_everything(report):
-    text = asr.render({"whisper-base": report}, "python -m evals.asr", "2025-01-01", Path("m.jsonl"), None)
+    text = asr.render({"whisper-base": report}, {}, "python -m evals.asr", "2025-01-01",
+                      Path("m.jsonl"), None)
     assert "| whisper-base | 3 | 6.0 | 11 | 27.27 % | FAIL (target ≤ 8 %) |" in text
     assert "| c2 | 1 | 4 | 1 | 0 | 0 | 25.00 % |" in text
     assert "  - hyp: a dog" in text and "`python -m evals.asr`" in text and "2025-01-01" in text
+
+
+def test_pipeline_losses_against_the_engine_alone(report, tmp_path):
+    baseline = json.loads(json.dumps(report))
+    baseline["utterances"][1].update(errors=0, hyp_norm="a dog ran home")
+    assert [r["audio"] for r, _ in asr.pipeline_losses(report, baseline)] == ["b.wav"]
+    text = asr.render({"whisper-base": report}, {"whisper-base": baseline}, "c", "d", Path("m"), 2)
+    assert "more errors than the engine alone: 1" in text and "  - engine:   a dog ran home" in text
+    assert "| 27.27 % | FAIL (target ≤ 8 %) | 0.0 | 27.27 % | 0.0 |" in text
 
 
 def test_transcript_text_joins_segments():
@@ -82,7 +92,8 @@ def test_percentile_is_nearest_rank():
 
 
 def test_rtf_summary_takes_medians_and_the_ratio():
-    runs = {"pipeline": [(12.0, 300), (10.0, 300), (30.0, 300)], "engine": [(8.0, 290), (9.0, 290), (7.0, 290)]}
+    runs = {"pipeline": [(12.0, 300), (10.0, 300), (30.0, 300)],
+            "engine": [(8.0, 290), (9.0, 290), (7.0, 290)]}
     r = bench.rtf_summary(runs, 100.0, [0.2, 0.1, 0.3, 0.5])
     assert (r["pipeline_rtf"], r["engine_rtf"], r["ratio"]) == (0.12, 0.08, 1.5)
     assert (r["clip_rtf_p50"], r["clip_rtf_p90"], r["clip_rtf_max"]) == (0.25, 0.5, 0.5)
@@ -137,4 +148,17 @@ def test_sampler_reads_this_process_and_finds_a_child():
         child.wait()
     sampler = memory.Sampler(memory.os.getpid())
     sampler.enter("now")
-    assert sampler.peaks["now"]["up rss"] > 1000 and sampler.peaks["now"]["up hwm"] >= sampler.peaks["now"]["up rss"]
+    peaks = sampler.peaks["now"]
+    assert peaks["up rss"] > 1000 and peaks["up hwm"] >= peaks["up rss"]
+
+
+def test_failure_line_names_the_measurement():
+    stderr = """Traceback (most recent call last):
+  File "loadtests/bus_overhead.py", line 152, in one_round
+    rows.append(await measure(nc, "raw nats-py echo", f"{NS}.r.in._", f"{NS}.r.out._", args))
+  File "asyncio/tasks.py", line 502, in wait_for
+    raise exceptions.TimeoutError() from exc
+TimeoutError
+"""
+    assert bench._failure_line(stderr) == ('rows.append(await measure(nc, "raw nats-py echo", '
+                                           'f"{NS}.r.in._", f"{NS}.r.out._", args)) / TimeoutError')
