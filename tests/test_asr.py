@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from operators.asr import Asr, AsrConfig, plan_windows
-from operators.asr.operator import Piece, Window
+from operators.asr.operator import PAD_S, Piece, Window
 from operators.vad import Vad
 from schemas import Span, SpeechSegments, TranscriptSegment, Word
 from tests.audio_fixtures import (
@@ -30,10 +30,12 @@ from tests.audio_fixtures import (
 def test_plan_windows():
     spans = [Span(1.0, 3.0), Span(3.3, 5.0), Span(10.0, 12.0), Span(40.0, 70.0)]
     w1, w2 = plan_windows(spans, duration=70.0, max_window_s=30.0)
-    assert w1.pieces == [Piece(0.9, 5.1, 0.0),                # a short pause stays in
-                         Piece(9.9, 12.1, pytest.approx(4.2)),  # a long one is cut out
-                         Piece(39.9, pytest.approx(54.95), pytest.approx(6.4))]
-    assert w2.pieces == [Piece(pytest.approx(54.95), 70.0, 0.0)]  # 30.1 s split in two
+    p, approx = PAD_S, pytest.approx
+    middle = (40.0 - p + 70.0) / 2
+    assert w1.pieces == [Piece(approx(1 - p), approx(5 + p), 0.0),      # a short pause stays in
+                         Piece(approx(10 - p), approx(12 + p), approx(4 + 2 * p)),  # a long one is cut
+                         Piece(approx(40 - p), approx(middle), approx(6 + 4 * p))]
+    assert w2.pieces == [Piece(approx(middle), 70.0, 0.0)]  # over 30 s: split in two
     assert all(w.length <= 30.0 for w in (w1, w2))
     assert plan_windows([], 10.0, 30.0) == []
 
@@ -81,11 +83,12 @@ async def test_windows_prompts_and_times(tmp_path):
     msg = await speech_for(rec, tmp_path, 80.0, [Span(1.0, 20.0), Span(50.0, 75.0)],
                            prompt="Patchwire", language="de", warnings=["truncated: x"])
     [out] = await run(Asr("asr", engine=fake), msg, rec)
-    assert [round(c[0], 1) for c in fake.calls] == [19.2, 25.2]
+    assert [round(c[0], 1) for c in fake.calls] == [round(19 + 2 * PAD_S, 1), round(25 + 2 * PAD_S, 1)]
     assert fake.calls[0][1:] == ("Patchwire", "en")
     assert fake.calls[1][1] == "Patchwire window 1 window 1 window 1"
     first, second = out.segments
-    assert (first.start, first.end, second.start, second.end) == (0.9, 20.1, 49.9, 75.1)
+    p = PAD_S
+    assert (first.start, first.end, second.start, second.end) == pytest.approx((1 - p, 20 + p, 50 - p, 75 + p))
     assert second.words[0] == Word(word="w2.0", start=50.0, end=50.8)
     assert (out.model, out.language, out.duration_s) == ("fake", "en", 80.0)
     assert out.warnings == ["truncated: x", "model fake is English-only; language 'de' was "
