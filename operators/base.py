@@ -5,7 +5,8 @@ acks, traces and publishes; an in-memory harness (operators/testing.py) does the
 unit tests. Exceptions tell the runner what to do:
 
     Exception            unexpected: retried when the input is durable, then dead-lettered
-    └── Reject           the input itself is bad: never retried, a Failure says why
+    ├── Reject           the input itself is bad: never retried, a Failure says why
+    └── Busy             shed by a bounded queue: a "busy" Failure now, never a hang
 """
 from __future__ import annotations
 
@@ -23,6 +24,14 @@ Out = TypeVar("Out", bound=Message)
 
 class Reject(Exception):
     """The message is bad input: retrying cannot help. The reason is shown to the user."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Busy(Exception):
+    """Overloaded: the request is shed at once with this reason."""
 
     def __init__(self, reason: str):
         super().__init__(reason)

@@ -9,6 +9,7 @@ OPERATORS: dict[str, str] = {
     "decode": "operators.decode.operator:Decode",
     "vad": "operators.vad.operator:Vad",
     "asr": "operators.asr.operator:Asr",
+    "generate": "operators.generate.operator:Generate",
     "echo": "operators.echo:Echo",
     "failures": "operators.echo:FailureLog",
 }
@@ -17,6 +18,8 @@ OPERATORS: dict[str, str] = {
 ENGINES: dict[str, dict[str, str]] = {
     "vad": {"embedded": "operators.vad.silero:SileroVad"},
     "asr": {"embedded": "operators.asr.whisper:WhisperEngine"},
+    "generate": {"embedded": "operators.generate.llama:LlamaEngine",
+                 "openai": "operators.generate.openai:OpenAiEngine"},
 }
 
 

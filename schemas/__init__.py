@@ -5,26 +5,43 @@ from schemas.audio import AudioFrame, DecodedAudio, TranscribeJob
 from schemas.base import CONTENT_TYPE, Headers, Message, ObjectRef, decoder, encoder
 from schemas.control import Cancel, Ping, Progress, Stage
 from schemas.failure import Failure, FailureCategory
+from schemas.llm import (ChatMessage, FinishReason, GenerateEvent, GenerateRequest, GenerateResult,
+                         SentenceDelta, TokenDelta, ToolCall, ToolSpec, Usage)
 from schemas.speech import Span, SpeechSegments, Transcript, TranscriptSegment, Word
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
     t.__name__: t
     for t in (
         TranscribeJob, DecodedAudio, AudioFrame, SpeechSegments, Transcript,
-        Failure, Progress, Cancel, Ping,
+        Failure, Progress, Cancel, Ping, GenerateRequest, TokenDelta, SentenceDelta,
+        GenerateResult,
     )
 }
 
+# Tagged unions that one subject may carry, by name.
+UNIONS: dict[str, object] = {"GenerateEvent": GenerateEvent}
 
-def message_type(name: str) -> type[Message]:
-    try:
-        return MESSAGE_TYPES[name]
-    except KeyError:
-        known = ", ".join(sorted(MESSAGE_TYPES))
-        raise KeyError(f"unknown message type {name!r} (known: {known})") from None
+
+def message_type(name: str):
+    """A message type or a tagged union of them, by the name a topology uses."""
+    found = MESSAGE_TYPES.get(name) or UNIONS.get(name)
+    if found is None:
+        known = ", ".join(sorted([*MESSAGE_TYPES, *UNIONS]))
+        raise KeyError(f"unknown message type {name!r} (known: {known})")
+    return found
+
+
+def type_name(kind) -> str:
+    """The name of a message type or of a registered union."""
+    for name, union in UNIONS.items():
+        if union == kind:
+            return name
+    return kind.__name__
 
 
 __all__ = [
+    "ChatMessage", "FinishReason", "GenerateEvent", "GenerateRequest", "GenerateResult",
+    "SentenceDelta", "TokenDelta", "ToolCall", "ToolSpec", "Usage", "UNIONS", "type_name",
     "AudioFrame", "CONTENT_TYPE", "Cancel", "DecodedAudio", "Failure", "FailureCategory",
     "Headers", "MESSAGE_TYPES", "Message", "ObjectRef", "Ping", "Progress", "Span",
     "SpeechSegments", "Stage", "TranscribeJob", "Transcript", "TranscriptSegment", "Word",

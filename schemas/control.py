@@ -12,6 +12,7 @@ class Stage(str, enum.Enum):
     DONE = "done"
     RETRYING = "retrying"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class Progress(Message, frozen=True):

@@ -93,3 +93,19 @@ class Hang(Operator[Ping, Ping]):
     async def process(self, msg: Ping, ctx: Context) -> AsyncIterator[Ping]:
         await asyncio.Event().wait()
         yield msg
+
+
+class Waiter(Operator[Ping, Ping]):
+    """Yields once, then waits forever; records which keys were stopped."""
+
+    kind = "waiter"
+    input_type = Ping
+    output_type = Ping
+    stopped: list[str] = []
+
+    async def process(self, msg: Ping, ctx: Context) -> AsyncIterator[Ping]:
+        yield msg
+        try:
+            await asyncio.Event().wait()
+        finally:
+            Waiter.stopped.append(ctx.session_id or ctx.job_id)

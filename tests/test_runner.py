@@ -5,6 +5,7 @@ import asyncio
 import time
 
 import msgspec
+import pytest
 
 from schemas import Failure, FailureCategory, Headers, Ping, Transcript
 from tests.bus_helpers import collect, deploy, send, stream_messages, topology
@@ -149,5 +150,36 @@ async def test_operator_without_progress_is_retried_by_the_watchdog(nats_server,
         await asyncio.wait_for(done.wait(), 20)
         f = msgspec.convert(errors[0][1], Failure)
         assert "no progress for 1 s" in f.reason and not f.final
+    finally:
+        await dep.close()
+
+
+@pytest.mark.parametrize("mode", ["realtime", "durable"])
+async def test_cancel_stops_a_sessions_work_without_a_failure(nats_server, namespace, mode):
+    from tests.helpers import Waiter
+    from topology.jobs import cancel
+    dep = await deploy(topology("tests.helpers:Waiter", mode=mode), nats_server, namespace)
+    try:
+        _, errors, _ = await collect(dep, "errors", 1)
+        _, pongs, started = await collect(dep, "pongs", 1)
+        key = f"k{mode}"
+        headers = {Headers.SESSION: key} if mode == "realtime" else {}
+        await send(dep, ENC.encode(Ping(seq=1)), job="" if mode == "realtime" else key,
+                   durable=mode == "durable", **headers)
+        await asyncio.wait_for(started.wait(), 10)
+        if mode == "realtime":
+            await cancel(dep.bus, session_id=key)
+        else:
+            await cancel(dep.bus, job_id=key)
+        for _ in range(100):
+            if key in Waiter.stopped:
+                break
+            await asyncio.sleep(0.05)
+        assert key in Waiter.stopped
+        await asyncio.sleep(0.3)
+        assert errors == []
+        if mode == "durable":  # acked: a cancelled job is not redelivered
+            work = await dep.bus.js.stream_info(dep.bus.subjects.work_stream)
+            assert work.state.messages == 0
     finally:
         await dep.close()

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from operators import registry
-from schemas import message_type
+from schemas import message_type, type_name
 from topology.spec import Mode, TopologyError, TopologySpec, convert_config
 from topology.subjects import valid_token
 
@@ -100,15 +100,15 @@ def _bind(topo: TopologySpec, i: int) -> Bound:
 
 def _check_types(topo: TopologySpec, i: int, cls: type) -> None:
     op = topo.operators[i]
-    edge_in = topo.edges[op.input].type
-    if edge_in != cls.input_type.__name__:
+    edge_in, reads = topo.edges[op.input].type, type_name(cls.input_type)
+    if edge_in != reads:
         raise TopologyError(f"$.operators[{i}].input", f"{op.kind} reads "
-                            f"{cls.input_type.__name__} but edge {op.input!r} carries {edge_in}")
+                            f"{reads} but edge {op.input!r} carries {edge_in}")
     if op.output is not None:
-        edge_out = topo.edges[op.output].type
-        if edge_out != cls.output_type.__name__:
+        edge_out, writes = topo.edges[op.output].type, type_name(cls.output_type)
+        if edge_out != writes:
             raise TopologyError(f"$.operators[{i}].output", f"{op.kind} writes "
-                                f"{cls.output_type.__name__} but edge {op.output!r} carries {edge_out}")
+                                f"{writes} but edge {op.output!r} carries {edge_out}")
 
 
 def check(topo: TopologySpec) -> list[Bound]:

@@ -11,7 +11,7 @@ from typing import Callable
 import msgspec
 from opentelemetry import trace
 
-from schemas import (CONTENT_TYPE, Failure, Headers, Message, Progress, TranscribeJob, Transcript,
+from schemas import (CONTENT_TYPE, Cancel, Failure, Headers, Message, Progress, TranscribeJob, Transcript,
                      decoder)
 from topology import tracing
 from topology.bus import Bus
@@ -102,3 +102,11 @@ async def transcribe_file(bus: Bus, blobs, path: Path, *, input_edge: str = "job
             result = await watch.wait(timeout)
         trace.get_current_span().set_attribute("pw.seconds", time.monotonic() - started)
         return result
+
+
+async def cancel(bus: Bus, session_id: str = "", job_id: str = "", reason: str = "") -> None:
+    """Stop a session's or a job's work in every operator now (barge-in, a user's cancel)."""
+    key = session_id or job_id
+    await bus.nc.publish(bus.subjects.cancel(key), msgspec.msgpack.encode(
+        Cancel(session_id=session_id, job_id=job_id, reason=reason)))
+    await bus.nc.flush()

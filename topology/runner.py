@@ -26,8 +26,8 @@ import msgspec
 from nats.js import api
 from opentelemetry import trace
 
-from operators.base import Context, Reject
-from schemas import FailureCategory, Headers, Message, Stage, decoder
+from operators.base import Busy, Context, Reject
+from schemas import Cancel, FailureCategory, Headers, Message, Stage, decoder
 from topology import tracing
 from topology.bus import Bus
 from topology.delivery import Delivery, Inflight, RealtimeQueue, pull_loop
@@ -52,11 +52,16 @@ class OperatorRunner:
         self.stopping = asyncio.Event()
         self.tasks: list[asyncio.Task] = []
         self.sub = None
+        self.control = None
         self.realtime: RealtimeQueue | None = None
+        self.working: dict[str, set[asyncio.Task]] = {}   # session/job id -> its handlers
+        self.cancelled: set[asyncio.Task] = set()          # cancelled by a Cancel, not shutdown
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         await self.op.start()
+        self.control = await self.bus.nc.subscribe(f"{self.bus.subjects.root}._cancel.>",
+                                                   cb=self._on_cancel)
         if self.bound.input_mode is Mode.DURABLE:
             psub = await self._consumer()
             self.tasks.append(asyncio.create_task(
@@ -83,6 +88,9 @@ class OperatorRunner:
     async def stop(self) -> None:
         """Drain: stop taking messages, let in-flight ones finish (up to the grace), then stop."""
         self.stopping.set()
+        for sub in (self.control,):
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
         if self.sub is not None:
             with contextlib.suppress(Exception):
                 await self.sub.drain()
@@ -115,7 +123,30 @@ class OperatorRunner:
             if deadline and time.time() > deadline:
                 late = time.time() - deadline
                 return await self._give_up(d, FailureCategory.DEADLINE, f"deadline passed {late:.3f} s ago")
-            await self._run(d, msg, job, deadline)
+            keys = [k for k in (job, d.headers.get(Headers.SESSION, "")) if k]
+            task = asyncio.current_task()
+            for key in keys:
+                self.working.setdefault(key, set()).add(task)
+            try:
+                await self._run(d, msg, job, deadline)
+            finally:
+                self.cancelled.discard(task)
+                for key in keys:
+                    self.working.get(key, set()).discard(task)
+                    if not self.working.get(key):
+                        self.working.pop(key, None)
+
+    async def _on_cancel(self, msg) -> None:
+        """A Cancel for a session or job stops its work here at once (barge-in)."""
+        try:
+            cancel = msgspec.msgpack.decode(msg.data, type=Cancel)
+        except msgspec.DecodeError:
+            log.warning("%s: undecodable Cancel on %s", self.spec.name, msg.subject)
+            return
+        for key in (cancel.session_id, cancel.job_id):
+            for task in list(self.working.get(key, ())):
+                self.cancelled.add(task)
+                task.cancel()
 
     async def _run(self, d: Delivery, msg: Message, job: str, deadline: float) -> None:
         watchdog = Watchdog(d, self.topo.durability) if d.durable else None
@@ -128,11 +159,19 @@ class OperatorRunner:
                     index += 1
         except Reject as e:
             await self._give_up(d, FailureCategory.BAD_INPUT, e.reason)
+        except Busy as e:
+            await self._shed(d, e.reason)
         except asyncio.CancelledError:
-            if watchdog is None or not watchdog.fired:
+            task = asyncio.current_task()
+            if task in self.cancelled:  # asked for: the work is over, not failed
+                task.uncancel()
+                await self.out.progress(d, Stage.CANCELLED)
+                await d.ack()
+            elif watchdog is not None and watchdog.fired:
+                task.uncancel()
+                await self._retry_or_give_up(d, f"no progress for {watchdog.stall_s:.0f} s")
+            else:
                 raise
-            asyncio.current_task().uncancel()
-            await self._retry_or_give_up(d, f"no progress for {watchdog.stall_s:.0f} s")
         except Exception as e:  # the runner keeps serving whatever the operator does
             await self._retry_or_give_up(d, f"{type(e).__name__}: {e}")
         else:
@@ -148,6 +187,13 @@ class OperatorRunner:
             await d.term()
         else:
             await d.nak(delay=self.topo.durability.backoff_s[0] if self.topo.durability.backoff_s else 1)
+
+    async def _shed(self, d: Delivery, reason: str) -> None:
+        """Overload: realtime work is dropped with a busy Failure; durable work comes back later."""
+        if not d.durable or d.attempt >= self.topo.durability.max_deliver:
+            return await self._give_up(d, FailureCategory.BUSY, reason)
+        await self.out.failure(d, FailureCategory.BUSY, reason, final=False)
+        await d.nak(delay=self.topo.durability.backoff_s[-1] if self.topo.durability.backoff_s else 1)
 
     async def _retry_or_give_up(self, d: Delivery, reason: str) -> None:
         conf = self.topo.durability

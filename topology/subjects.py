@@ -3,6 +3,7 @@
     {ns}.{topology}.{edge}.{key}      an edge; key is the job id (durable) or session id
     {ns}.{topology}._progress.{job}   progress events
     {ns}.{topology}._dead.{operator}  dead letters (the reason and the original message)
+    {ns}.{topology}._cancel.{key}     Cancel for a session or job (barge-in): all replicas hear it
 
 The namespace defaults to "pw"; tests give each run its own, so runs never collide.
 """
@@ -37,6 +38,10 @@ class Subjects:
 
     def progress(self, job: str = "") -> str:
         return f"{self.root}._progress.{job or NO_KEY}"
+
+    def cancel(self, key: str = "") -> str:
+        """Cancel control for a session or job: every replica of every operator listens."""
+        return f"{self.root}._cancel.{key or NO_KEY}"
 
     def dead_letter(self, operator: str) -> str:
         return f"{self.root}._dead.{operator}"
