@@ -6,7 +6,7 @@ import re
 # Words whose trailing period does not end a sentence.
 ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e",
                  "fig", "no", "approx", "inc", "ltd", "co"}
-_END = re.compile(r"([.!?…]+[\"')\]]*|\n+)(\s+)")
+_END = re.compile(r"[.!?…]+[\"')\]]*(?=\s)|\n+")  # a stop before whitespace, or a line end
 
 
 class SentenceSplitter:
@@ -20,8 +20,7 @@ class SentenceSplitter:
         self.buffer += text
         sentences, start = [], 0
         for m in _END.finditer(self.buffer):
-            end = m.end(1)
-            candidate = self.buffer[start:end].strip()
+            candidate = self.buffer[start:m.end()].strip()
             if len(candidate) < self.min_chars or self._abbreviation(candidate):
                 continue
             sentences.append(candidate)
