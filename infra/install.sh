@@ -26,5 +26,20 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --no-deps -e .
   echo "$want" > "$stamp"
 fi
+# llama-cpp-python is served as source only: build it once, portable (no -march=native, so
+# the wheel runs on other x86-64 machines with AVX2), and keep the wheel for later setups.
+LLAMA=llama-cpp-python==0.3.36
+WHEELS=${PATCHWIRE_WHEEL_CACHE:-$HOME/.cache/patchwire/wheels}
+if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
+  whl=$(ls "$WHEELS"/llama_cpp_python-0.3.36-*.whl 2>/dev/null | head -n 1 || true)
+  if [ -z "$whl" ]; then
+    echo "building $LLAMA once (about 11 minutes on 2 cores); the wheel is kept in $WHEELS" >&2
+    mkdir -p "$WHEELS"
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAMA_CURL=OFF" \
+      .venv/bin/python -m pip wheel -q --no-deps --no-binary llama-cpp-python -w "$WHEELS" "$LLAMA"
+    whl=$(ls "$WHEELS"/llama_cpp_python-0.3.36-*.whl | head -n 1)
+  fi
+  .venv/bin/python -m pip install -q --no-deps "$whl"
+fi
 # Join multi-part weights once into the cache and verify their sha256.
 .venv/bin/patchwire models >/dev/null || .venv/bin/patchwire models

