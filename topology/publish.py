@@ -75,7 +75,8 @@ class Publisher:
         headers = carried(d.headers)
         tracing.inject(headers)
         try:
-            await self.bus.js.publish(self.subjects.edge(self.topo.errors, job),
+            key = job or d.headers.get(Headers.SESSION, "")
+            await self.bus.js.publish(self.subjects.edge(self.topo.errors, key),
                                       self.encoder.encode(failure), headers=headers)
             if dead and d.durable:
                 await self.dead_letter(failure, d)
