@@ -97,7 +97,7 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 def _gguf_parts(dist: str, count: int, version: str) -> tuple[tuple, tuple]:
-    """(packages, parts) of a GGUF split across `dist`1..N, each holding <module>/data/partNN.bin."""
+    """(packages, parts) of a file split over `dist`1..N, each with <module>/data/partNN.bin."""
     names = [f"{dist}{i}" for i in range(1, count + 1)]
     return (tuple((n, version) for n in names),
             tuple(PackageFile(n, f"{n.replace('-', '_')}/data/part{i:02d}.bin")

@@ -5,11 +5,9 @@ event loop never waits on inference. Tokens reach the loop through call_soon_thr
 threading.Event checked after every token stops generation within one token when the
 consumer stops iterating (aclose or cancellation).
 
-Prefix cache: llama-cpp-python keeps the KV of the last evaluated tokens and `generate()`
-reuses their longest common prefix with the next prompt, so a new turn of the conversation
-in the context evaluates only its new tokens. When a different prompt (another session)
-would throw that prefix away, the KV of the live sequence is saved first (a few MB) and is
-restored when a later prompt shares more of it than the live context does.
+Prefix cache: `Llama.generate()` reuses the longest common prefix of the KV it holds, so the
+next turn of a conversation evaluates only its new tokens. When another prompt (session) would
+discard that prefix, its KV is saved first and restored when a later prompt shares more of it.
 """
 from __future__ import annotations
 
@@ -32,7 +30,7 @@ from schemas import ChatMessage, Usage
 
 GGUF_ENV = "PATCHWIRE_LLM_GGUF"
 GGUF_MAGIC = b"GGUF"
-INSTALL_HINT = "pip install llama-cpp-python==0.3.36 (bash infra/setup.sh builds and caches the wheel)"
+INSTALL_HINT = "bash infra/setup.sh (it builds llama-cpp-python==0.3.36 once and caches the wheel)"
 LOOSE_CHAR, STRICT_CHAR = r'char ::= [^"\\]', r'char ::= [^"\\\x7F\x00-\x1F]'
 CHATML = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
@@ -98,8 +96,8 @@ class LlamaEngine:
         self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"llama-{self.model}")
         self._lock = threading.Lock()
         self._grammars: dict[str, Any] = {}
+        self._api: Any = None       # the llama_cpp module and the chat template, once loaded
         self._render: Any = None
-        self._api: Any = None       # the llama_cpp module, once loaded
 
     def model_file(self) -> Path:
         """The GGUF to load: PATCHWIRE_LLM_GGUF > config.gguf > the registry's model."""
@@ -118,7 +116,7 @@ class LlamaEngine:
             import llama_cpp
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
         except ImportError as e:
-            raise ModelError(f"llama-cpp-python is not installed ({e}); run: {INSTALL_HINT}") from None
+            raise ModelError(f"llama-cpp-python is missing ({e}); run {INSTALL_HINT}") from None
         self._api = llama_cpp
         llm = llama_cpp.Llama(str(path), n_ctx=self.context_tokens, n_threads=self.config.threads,
                               n_batch=512, verbose=False, logits_all=False)
@@ -252,10 +250,13 @@ class LlamaEngine:
         return True
 
     async def close(self) -> None:
-        if self.llm is not None:
-            llm, self.llm = self.llm, None
-            await asyncio.get_running_loop().run_in_executor(self._worker, llm.close)
+        if self.llm is not None:    # on the worker: after the generation running there, if any
+            await asyncio.get_running_loop().run_in_executor(self._worker, self._free)
         self._worker.shutdown(wait=False)
+
+    def _free(self) -> None:
+        llm, self.llm = self.llm, None
+        llm.close()
 
 
 class _Text:
@@ -263,8 +264,7 @@ class _Text:
 
     def __init__(self, llm: Any, stops: list[str]):
         self.llm, self.stops = llm, [s for s in stops if s]
-        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self.pending = ""
+        self.decoder, self.pending = codecs.getincrementaldecoder("utf-8")(errors="replace"), ""
 
     def feed(self, token: int) -> tuple[str, bool]:
         self.pending += self.decoder.decode(self.llm.detokenize([token]))

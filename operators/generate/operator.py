@@ -58,26 +58,30 @@ class Generate(Operator[GenerateRequest, GenerateEvent]):
         left = ctx.time_left()
         async with self.queue.slot(timeout=left):
             if req.tools:
-                call = await self._choose_tool(req, messages, ctx)
+                call, usage = await self._choose_tool(req, messages, ctx)
                 if call is not None:
+                    _record(usage)
                     yield GenerateResult(request_id=req.request_id, tool_call=call, model=engine.model,
-                                         finish_reason=FinishReason.TOOL, warnings=warnings)
+                                         finish_reason=FinishReason.TOOL, usage=usage,
+                                         warnings=warnings)
                     return
             async for event in self._answer(req, messages, ctx, warnings):
                 yield event
 
-    async def _choose_tool(self, req, messages, ctx) -> ToolCall | None:
+    async def _choose_tool(self, req, messages, ctx) -> tuple[ToolCall | None, Usage]:
         prompt = Prompt(messages=[tool_instructions(req.tools), *messages], max_tokens=256,
                         json_schema=tool_choice_schema(req.tools), temperature=0.0,
                         session_id=ctx.session_id)
-        text = "".join([d.text async for d in self.engine.stream(prompt)])
+        deltas = [d async for d in self.engine.stream(prompt)]
+        text = "".join(d.text for d in deltas)
+        usage = next((d.usage for d in reversed(deltas) if d.usage), None) or Usage()
         try:
             choice = json.loads(text)
         except json.JSONDecodeError as e:
             raise Reject(f"tool choice was not JSON ({e}): {text[:200]!r}") from None
         if choice.get("tool", NO_TOOL) == NO_TOOL:
-            return None
-        return ToolCall(name=choice["tool"], arguments=choice.get("arguments") or {})
+            return None, usage
+        return ToolCall(name=choice["tool"], arguments=choice.get("arguments") or {}), usage
 
     async def _answer(self, req, messages, ctx, warnings) -> AsyncIterator[GenerateEvent]:
         prompt = Prompt(messages=messages, json_schema=req.output_schema, max_tokens=req.max_tokens,
