@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -34,9 +35,13 @@ from schemas import ChatMessage  # noqa: E402
 
 
 class Answer(msgspec.Struct):
-    answer: str
-    confidence: float
-    sources: list[int]
+    # Only what a grammar can enforce: bounded strings and lists (a small model may never close
+    # an unbounded string, and an answer cut off at max_tokens does not decode), an enum rather
+    # than a bounded float (llama.cpp's grammar has no numeric bounds; the operator checks them
+    # after decoding and fails clearly: operators/generate/schema_check.py).
+    answer: Annotated[str, msgspec.Meta(max_length=120)]
+    confidence: Literal["low", "medium", "high"]
+    sources: Annotated[list[int], msgspec.Meta(max_length=5)]
 
 
 SCHEMA = msgspec.json.schema(Answer)
@@ -145,6 +150,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="smollm2-135m,qwen2.5-coder-0.5b,qwen2.5-coder-1.5b")
     ap.add_argument("--structured", type=int, default=100)
+    ap.add_argument("--out", type=Path, help="also write the table into this RESULTS.md")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:  # the child process: one model, JSON out
@@ -160,6 +166,14 @@ def main() -> None:
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
     print(table(rows))
+    if args.out:
+        from loadtests.results import replace_block
+        command = "python loadtests/generate.py " + " ".join(sys.argv[1:])
+        replace_block(args.out, "generation", "\n".join([
+            "## Generation (embedded llama.cpp engine)", "",
+            f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}  ", f"Command: `{command}`  ",
+            "Machine: 2 cores, shared and noisy; each model in its own process, 2 threads.", "",
+            __doc__.split("\n\n", 2)[2].strip(), "", table(rows)]))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from loadtests import memory  # noqa: E402
+from loadtests.results import replace_block  # noqa: E402
 
 MANIFEST = ROOT.parent / "shared/data/asr/manifest.jsonl"
 RATE = 16_000
@@ -255,12 +256,12 @@ def rtf_section(r: dict) -> list[str]:
 
 
 def render(sections: dict[str, list[str]], command: str, date: str) -> str:
-    head = ["# Load tests: transcription and bus", "", f"Date: {date}  ", f"Command: `{command}`  ",
+    head = ["## Transcription and bus", "", f"Date: {date}  ", f"Command: `{command}`  ",
             "Machine: 2 CPU cores, shared and noisy (other jobs running); figures are medians "
             "and ratios within this one run, not absolutes to compare across machines.", ""]
     body = []
     for title, lines in sections.items():
-        body += [f"## {title}", "", *lines, ""]
+        body += [f"### {title}", "", *lines, ""]
     return "\n".join(head + body)
 
 
@@ -357,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         text = render(sections, command.strip(), date)
         text += f"\nWhole run: {time.perf_counter() - started:.0f} s.\n"
         if args.out:
-            args.out.write_text(text)
+            replace_block(args.out, "transcription", text)
         report.text = text
 
     with tempfile.TemporaryDirectory(prefix="pw-load-") as tmp:

@@ -127,3 +127,13 @@ def test_sentence_splitter(text, sentences):
     splitter = SentenceSplitter(min_chars=8)
     got = [s for ch in text for s in splitter.feed(ch)]
     assert got == sentences
+
+
+async def test_numeric_bounds_the_grammar_cannot_enforce_are_checked():
+    schema = {"type": "object", "properties": {"confidence": {"type": "number", "maximum": 1},
+                                               "stars": {"type": "integer", "minimum": 1, "maximum": 5}}}
+    engine = ScriptedEngine("", json_answer='{"confidence": 3, "stars": 4}')
+    with pytest.raises(Reject, match=r"\$\.confidence = 3 breaks maximum 1"):
+        await run(engine, request("Rate it.", output_schema=schema))
+    # a small integer range reaches the engine as an enum, which a grammar does enforce
+    assert engine.prompts[0].json_schema["properties"]["stars"] == {"enum": [1, 2, 3, 4, 5]}

@@ -14,6 +14,7 @@ from opentelemetry import trace
 from operators.base import Context, Operator, Reject
 from operators.generate.engine import Delta, EngineQueue, LlmEngine, Prompt
 from operators.generate.prompting import NO_TOOL, fit, tool_choice_schema, tool_instructions
+from operators.generate.schema_check import bound_violations, small_ranges_as_enums
 from operators.generate.sentences import SentenceSplitter
 from schemas import (FinishReason, GenerateEvent, GenerateRequest, GenerateResult, SentenceDelta,
                      TokenDelta, ToolCall, Usage)
@@ -84,7 +85,8 @@ class Generate(Operator[GenerateRequest, GenerateEvent]):
         return ToolCall(name=choice["tool"], arguments=choice.get("arguments") or {}), usage
 
     async def _answer(self, req, messages, ctx, warnings) -> AsyncIterator[GenerateEvent]:
-        prompt = Prompt(messages=messages, json_schema=req.output_schema, max_tokens=req.max_tokens,
+        schema = small_ranges_as_enums(req.output_schema) if req.output_schema else None
+        prompt = Prompt(messages=messages, json_schema=schema, max_tokens=req.max_tokens,
                         temperature=req.temperature, stop=req.stop, session_id=ctx.session_id)
         splitter = SentenceSplitter(self.config.sentence_min_chars)
         parts: list[str] = []
@@ -115,6 +117,9 @@ class Generate(Operator[GenerateRequest, GenerateEvent]):
             except json.JSONDecodeError as e:
                 raise Reject(f"output did not decode as the requested schema ({e}); "
                              f"finish reason {reason.value}: {text[-200:]!r}") from None
+            broken = bound_violations(decoded, req.output_schema)
+            if broken:
+                raise Reject("output breaks the requested schema: " + "; ".join(broken[:5]))
         return GenerateResult(request_id=req.request_id, text=text.strip(), json=decoded,
                               finish_reason=reason, usage=usage, model=self.engine.model,
                               warnings=warnings)
