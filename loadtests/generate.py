@@ -31,6 +31,7 @@ SCIFACT = ROOT.parent / "shared/data/qa/scifact"
 
 from operators.generate.engine import Prompt  # noqa: E402
 from operators.generate.operator import GenerateConfig  # noqa: E402
+from operators.generate.schema_check import small_ranges_as_enums  # noqa: E402
 from schemas import ChatMessage  # noqa: E402
 
 
@@ -41,10 +42,13 @@ class Answer(msgspec.Struct):
     # after decoding and fails clearly: operators/generate/schema_check.py).
     answer: Annotated[str, msgspec.Meta(max_length=120)]
     confidence: Literal["low", "medium", "high"]
-    sources: Annotated[list[int], msgspec.Meta(max_length=5)]
+    sources: Annotated[list[Annotated[int, msgspec.Meta(ge=1, le=40)]], msgspec.Meta(max_length=5)]
 
 
-SCHEMA = msgspec.json.schema(Answer)
+# As the generate operator sends it: small integer ranges become enums the grammar enforces.
+SCHEMA = small_ranges_as_enums(msgspec.json.schema(Answer))
+# The worst case of the schema, at one token a character, must fit: a cut answer never decodes.
+STRUCTURED_MAX_TOKENS = 256
 
 
 def rag_messages(target_tokens: int = 1000) -> list[ChatMessage]:
@@ -90,7 +94,7 @@ async def structured(engine, n: int) -> tuple[int, int]:
     for i in range(n):
         q = f"Question {i}: is {i} an even number? Give an answer, a confidence and source ids."
         text = "".join([d.text async for d in engine.stream(Prompt(
-            messages=[ChatMessage(role="user", content=q)], json_schema=SCHEMA, max_tokens=96,
+            messages=[ChatMessage(role="user", content=q)], json_schema=SCHEMA, max_tokens=STRUCTURED_MAX_TOKENS,
             temperature=0.7, session_id=f"json{i % 4}"))])
         try:
             msgspec.json.decode(text, type=Answer)
