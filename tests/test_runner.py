@@ -183,3 +183,16 @@ async def test_cancel_stops_a_sessions_work_without_a_failure(nats_server, names
             assert work.state.messages == 0
     finally:
         await dep.close()
+
+
+async def test_a_result_missed_by_the_subscription_is_read_from_the_stream(nats_server, namespace):
+    from topology.jobs import JobWatch
+    dep = await deploy(topology("echo"), nats_server, namespace)
+    try:
+        await send(dep, ENC.encode(Ping(seq=9)), job="jlate-watch")
+        await asyncio.sleep(0.5)  # the result is out before anyone watches
+        async with JobWatch(dep.bus, "jlate-watch", "pongs", Ping, "errors") as watch:
+            result = await watch.wait(timeout=10, poll_s=0.2)
+        assert result.seq == 9
+    finally:
+        await dep.close()

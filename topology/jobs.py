@@ -81,8 +81,24 @@ class JobWatch:
         with contextlib.suppress(msgspec.DecodeError):
             self.on_progress(msgspec.msgpack.decode(msg.data, type=Progress))
 
-    async def wait(self, timeout: float | None = None):
-        return await asyncio.wait_for(self.done, timeout)
+    async def wait(self, timeout: float | None = None, poll_s: float = 5.0):
+        """The result or the final failure. Core subscriptions miss what is published while the
+        client reconnects, so the events stream, which keeps results, is also read now and then."""
+        poller = asyncio.create_task(self._poll(poll_s))
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.done), timeout)
+        finally:
+            poller.cancel()
+
+    async def _poll(self, every: float) -> None:
+        subject = self.bus.subjects.edge(self.result_edge, self.job_id)
+        while not self.done.done():
+            await asyncio.sleep(every)
+            try:
+                stored = await self.bus.js.get_last_msg(self.bus.subjects.events_stream, subject)
+            except Exception:  # not there yet (or the server is away): try again later
+                continue
+            await self._result(stored)
 
 
 async def transcribe_file(bus: Bus, blobs, path: Path, *, input_edge: str = "jobs",
