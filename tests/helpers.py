@@ -104,8 +104,8 @@ class Waiter(Operator[Ping, Ping]):
     stopped: list[str] = []
 
     async def process(self, msg: Ping, ctx: Context) -> AsyncIterator[Ping]:
-        yield msg
-        try:
+        try:  # the cancel may land while the runner is still publishing the first output
+            yield msg
             await asyncio.Event().wait()
         finally:
             Waiter.stopped.append(ctx.session_id or ctx.job_id)

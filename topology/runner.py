@@ -62,6 +62,7 @@ class OperatorRunner:
         await self.op.start()
         self.control = await self.bus.nc.subscribe(f"{self.bus.subjects.root}._cancel.>",
                                                    cb=self._on_cancel)
+        await self.bus.nc.flush()  # a Cancel sent right after start must not miss us
         if self.bound.input_mode is Mode.DURABLE:
             psub = await self._consumer()
             self.tasks.append(asyncio.create_task(
