@@ -200,3 +200,28 @@ async def test_a_result_missed_by_the_subscription_is_read_from_the_stream(nats_
         assert result.seq == 9
     finally:
         await dep.close()
+
+
+async def test_repeated_cancels_leave_the_realtime_worker_serving(nats_server, namespace):
+    from topology.jobs import cancel
+    dep = await deploy(topology("tests.helpers:Waiter", mode="realtime"), nats_server, namespace)
+    try:
+        _, pongs, _ = await collect(dep, "pongs", 99)
+        await send(dep, ENC.encode(Ping(seq=1)), job="", durable=False, **{Headers.SESSION: "s-a"})
+        for _ in range(100):
+            if pongs:
+                break
+            await asyncio.sleep(0.05)
+        for _ in range(3):  # barge-in said three times over
+            await cancel(dep.bus, session_id="s-a")
+        await asyncio.sleep(0.3)
+        await send(dep, ENC.encode(Ping(seq=2)), job="", durable=False, **{Headers.SESSION: "s-b"})
+        for _ in range(100):
+            if len(pongs) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert [p[1]["seq"] for p in pongs] == [1, 2]  # the single worker still serves
+        worker = dep.runners[0].tasks[0]
+        assert not worker.done() and worker.cancelling() == 0
+    finally:
+        await dep.close()

@@ -11,10 +11,14 @@ from typing import Callable
 import msgspec
 from opentelemetry import trace
 
-from schemas import (CONTENT_TYPE, Cancel, Failure, Headers, Message, Progress, TranscribeJob, Transcript,
-                     decoder)
+from schemas import (CONTENT_TYPE, Cancel, Failure, Headers, Message, Progress, Stage,
+                     TranscribeJob, Transcript, decoder)
 from topology import tracing
 from topology.bus import Bus
+
+
+class JobCancelled(RuntimeError):
+    pass
 
 
 class JobFailed(RuntimeError):
@@ -78,8 +82,13 @@ class JobWatch:
             self.done.set_exception(JobFailed(failure))
 
     async def _progress(self, msg) -> None:
-        with contextlib.suppress(msgspec.DecodeError):
-            self.on_progress(msgspec.msgpack.decode(msg.data, type=Progress))
+        try:
+            progress = msgspec.msgpack.decode(msg.data, type=Progress)
+        except msgspec.DecodeError:
+            return
+        self.on_progress(progress)
+        if progress.stage is Stage.CANCELLED and not self.done.done():
+            self.done.set_exception(JobCancelled(f"job {self.job_id} was cancelled in {progress.operator}"))
 
     async def wait(self, timeout: float | None = None, poll_s: float = 5.0):
         """The result or the final failure. Core subscriptions miss what is published while the

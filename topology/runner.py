@@ -124,18 +124,29 @@ class OperatorRunner:
             if deadline and time.time() > deadline:
                 late = time.time() - deadline
                 return await self._give_up(d, FailureCategory.DEADLINE, f"deadline passed {late:.3f} s ago")
-            keys = [k for k in (job, d.headers.get(Headers.SESSION, "")) if k]
             task = asyncio.current_task()
-            for key in keys:
-                self.working.setdefault(key, set()).add(task)
+            self._cancellable(task, [k for k in (job, d.headers.get(Headers.SESSION, "")) if k])
             try:
                 await self._run(d, msg, job, deadline)
+            except asyncio.CancelledError:
+                if task not in self.cancelled or self.stopping.is_set():
+                    raise
+                while task.cancelling():  # a late Cancel: the work is over, the worker serves on
+                    task.uncancel()
             finally:
-                self.cancelled.discard(task)
-                for key in keys:
-                    self.working.get(key, set()).discard(task)
-                    if not self.working.get(key):
-                        self.working.pop(key, None)
+                self._done_cancellable(task)
+
+    def _cancellable(self, task: asyncio.Task, keys: list[str]) -> None:
+        for key in keys:
+            self.working.setdefault(key, set()).add(task)
+
+    def _done_cancellable(self, task: asyncio.Task) -> None:
+        """From here on a Cancel cannot reach this message's work (it is finished)."""
+        self.cancelled.discard(task)
+        for key in [k for k, tasks in self.working.items() if task in tasks]:
+            self.working[key].discard(task)
+            if not self.working[key]:
+                del self.working[key]
 
     async def _on_cancel(self, msg) -> None:
         """A Cancel for a session or job stops its work here at once (barge-in)."""
@@ -144,10 +155,11 @@ class OperatorRunner:
         except msgspec.DecodeError:
             log.warning("%s: undecodable Cancel on %s", self.spec.name, msg.subject)
             return
-        for key in (cancel.session_id, cancel.job_id):
-            for task in list(self.working.get(key, ())):
-                self.cancelled.add(task)
-                task.cancel()
+        tasks = {t for key in (cancel.session_id, cancel.job_id) if key
+                 for t in self.working.get(key, ())}
+        for task in tasks - self.cancelled:  # once each, however many ids match
+            self.cancelled.add(task)
+            task.cancel()
 
     async def _run(self, d: Delivery, msg: Message, job: str, deadline: float) -> None:
         watchdog = Watchdog(d, self.topo.durability) if d.durable else None
@@ -164,8 +176,9 @@ class OperatorRunner:
             await self._shed(d, e.reason)
         except asyncio.CancelledError:
             task = asyncio.current_task()
-            if task in self.cancelled:  # asked for: the work is over, not failed
+            if task in self.cancelled and not self.stopping.is_set():  # asked for: over, not failed
                 task.uncancel()
+                self._done_cancellable(task)
                 await self.out.progress(d, Stage.CANCELLED)
                 await d.ack()
             elif watchdog is not None and watchdog.fired:
@@ -176,6 +189,7 @@ class OperatorRunner:
         except Exception as e:  # the runner keeps serving whatever the operator does
             await self._retry_or_give_up(d, f"{type(e).__name__}: {e}")
         else:
+            self._done_cancellable(asyncio.current_task())
             await self.out.progress(d, Stage.DONE)
             await d.ack()
         finally:

@@ -55,12 +55,13 @@ class EngineQueue:
 
     @contextlib.asynccontextmanager
     async def slot(self, timeout: float | None = None):
-        if self.queued >= self.waiting:
+        if self.slots.locked() and self.queued >= self.waiting:
             raise Busy(f"engine busy: {self.queued} requests already waiting")
         self.queued += 1
-        try:
-            await asyncio.wait_for(self.slots.acquire(), timeout)
-        except asyncio.TimeoutError:
+        try:  # asyncio.timeout, not wait_for: wait_for may swallow a cancel that races the acquire
+            async with asyncio.timeout(timeout):
+                await self.slots.acquire()
+        except TimeoutError:
             raise Busy(f"engine busy: no slot within {timeout:.1f} s (deadline)") from None
         finally:
             self.queued -= 1

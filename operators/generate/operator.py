@@ -5,6 +5,7 @@ with an output schema, the answer is grammar-constrained and decoded before it i
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Annotated, AsyncIterator
 
@@ -18,6 +19,9 @@ from operators.generate.schema_check import bound_violations, small_ranges_as_en
 from operators.generate.sentences import SentenceSplitter
 from schemas import (FinishReason, GenerateEvent, GenerateRequest, GenerateResult, SentenceDelta,
                      TokenDelta, ToolCall, Usage)
+
+
+TOOL_TOKENS = 256  # room for the tool choice's JSON
 
 
 class GenerateConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -54,6 +58,9 @@ class Generate(Operator[GenerateRequest, GenerateEvent]):
     async def process(self, req: GenerateRequest, ctx: Context) -> AsyncIterator[GenerateEvent]:
         engine: LlmEngine = self.engine
         budget = engine.context_tokens - req.max_tokens
+        if req.tools:  # the tool step adds its instructions and needs room for its JSON
+            budget = (engine.context_tokens - max(req.max_tokens, TOOL_TOKENS)
+                      - engine.count_tokens([tool_instructions(req.tools)]))
         messages, dropped = fit(req.messages, budget, engine.count_tokens)
         warnings = [f"{dropped} oldest turns dropped to fit the context"] if dropped else []
         left = ctx.time_left()
@@ -66,14 +73,17 @@ class Generate(Operator[GenerateRequest, GenerateEvent]):
                                          finish_reason=FinishReason.TOOL, usage=usage,
                                          warnings=warnings)
                     return
-            async for event in self._answer(req, messages, ctx, warnings):
-                yield event
+            # aclosing: a consumer that stops (a Cancel) stops the engine before the slot is freed
+            async with contextlib.aclosing(self._answer(req, messages, ctx, warnings)) as events:
+                async for event in events:
+                    yield event
 
     async def _choose_tool(self, req, messages, ctx) -> tuple[ToolCall | None, Usage]:
-        prompt = Prompt(messages=[tool_instructions(req.tools), *messages], max_tokens=256,
+        prompt = Prompt(messages=[tool_instructions(req.tools), *messages], max_tokens=TOOL_TOKENS,
                         json_schema=tool_choice_schema(req.tools), temperature=0.0,
                         session_id=ctx.session_id)
-        deltas = [d async for d in self.engine.stream(prompt)]
+        async with contextlib.aclosing(self.engine.stream(prompt)) as stream:
+            deltas = [d async for d in stream]
         text = "".join(d.text for d in deltas)
         usage = next((d.usage for d in reversed(deltas) if d.usage), None) or Usage()
         try:
@@ -92,15 +102,16 @@ class Generate(Operator[GenerateRequest, GenerateEvent]):
         parts: list[str] = []
         last = Delta()
         stream_text = req.output_schema is None  # JSON is only useful whole
-        async for delta in self.engine.stream(prompt):
-            last = delta
-            if not delta.text:
-                continue
-            parts.append(delta.text)
-            if stream_text:
-                yield TokenDelta(request_id=req.request_id, index=len(parts) - 1, text=delta.text)
-                for sentence in splitter.feed(delta.text):
-                    yield SentenceDelta(request_id=req.request_id, index=0, text=sentence)
+        async with contextlib.aclosing(self.engine.stream(prompt)) as stream:
+            async for delta in stream:
+                last = delta
+                if not delta.text:
+                    continue
+                parts.append(delta.text)
+                if stream_text:
+                    yield TokenDelta(request_id=req.request_id, index=len(parts) - 1, text=delta.text)
+                    for sentence in splitter.feed(delta.text):
+                        yield SentenceDelta(request_id=req.request_id, index=0, text=sentence)
         rest = splitter.flush()
         if stream_text and rest:
             yield SentenceDelta(request_id=req.request_id, index=0, text=rest)
