@@ -29,11 +29,6 @@ class MemoryBlobStore:
         return ObjectRef(bucket=self.bucket, name=name, size=Path(path).stat().st_size,
                          sha256=digest.hexdigest(), content_type=content_type)
 
-    async def put_bytes(self, name: str, data: bytes, content_type: str = "") -> ObjectRef:
-        tmp = self.root / "upload.tmp"
-        tmp.write_bytes(data)
-        return await self.put_file(name, tmp, content_type)
-
     async def get_file(self, ref: ObjectRef, path: Path) -> Path:
         src = self._path(ref.name)
         if not src.exists():

@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 
 import msgspec
-from nats.js import api
 
 from schemas import CONTENT_TYPE, Headers
 from topology import spec as topo_spec

@@ -14,11 +14,6 @@ from topology.publish import output_id
 ENC = msgspec.msgpack.Encoder()
 
 
-async def _errors(dep, n, timeout=10):
-    sub, got, done = await collect(dep, "errors", n)
-    return sub, got, done
-
-
 async def test_echo_realtime_round_trip(nats_server, namespace):
     dep = await deploy(topology("echo", mode="realtime"), nats_server, namespace)
     try:

@@ -8,7 +8,6 @@ decode, ack policy, queue groups) in topology/runner.py, in a few hundred lines.
 from __future__ import annotations
 
 import base64
-import hashlib
 from pathlib import Path
 
 import nats
@@ -112,11 +111,6 @@ class NatsBlobStore:
             info = await self.store.put(name, f)
         return ObjectRef(bucket=self.bucket, name=name, size=info.size or 0,
                          sha256=_hex_digest(info.digest), content_type=content_type)
-
-    async def put_bytes(self, name: str, data: bytes, content_type: str = "") -> ObjectRef:
-        info = await self.store.put(name, data)
-        return ObjectRef(bucket=self.bucket, name=name, size=len(data),
-                         sha256=hashlib.sha256(data).hexdigest(), content_type=content_type)
 
     async def get_file(self, ref: ObjectRef, path: Path) -> Path:
         try:
