@@ -201,14 +201,14 @@ class OperatorRunner:
         if await self.out.failure(d, category, reason, dead=True):
             await d.term()
         else:
-            await d.nak(delay=self.topo.durability.backoff_s[0] if self.topo.durability.backoff_s else 1)
+            await d.nak(delay=self.topo.durability.backoff(1, empty=1.0))
 
     async def _shed(self, d: Delivery, reason: str) -> None:
         """Overload: realtime work is dropped with a busy Failure; durable work comes back later."""
         if not d.durable or d.attempt >= self.topo.durability.max_deliver:
             return await self._give_up(d, FailureCategory.BUSY, reason)
         await self.out.failure(d, FailureCategory.BUSY, reason, final=False)
-        await d.nak(delay=self.topo.durability.backoff_s[-1] if self.topo.durability.backoff_s else 1)
+        await d.nak(delay=self.topo.durability.backoff(len(self.topo.durability.backoff_s), empty=1.0))
 
     async def _retry_or_give_up(self, d: Delivery, reason: str) -> None:
         conf = self.topo.durability
@@ -218,8 +218,7 @@ class OperatorRunner:
             return await self._give_up(d, FailureCategory.OPERATOR_ERROR, reason)
         await self.out.failure(d, FailureCategory.OPERATOR_ERROR, reason, final=False)
         await self.out.progress(d, Stage.RETRYING, note=reason)
-        backoff = conf.backoff_s[min(d.attempt, len(conf.backoff_s)) - 1] if conf.backoff_s else 0
-        await d.nak(delay=backoff)
+        await d.nak(delay=conf.backoff(d.attempt))
 
     def _context(self, d: Delivery, job: str, deadline: float, watchdog: "Watchdog | None") -> Context:
         async def report(done: float, total: float, note: str) -> None:

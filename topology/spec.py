@@ -43,6 +43,12 @@ class Durability(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_age_s: Positive = 7 * 24 * 3600.0
     stall_s: Annotated[float, msgspec.Meta(ge=0)] = 600.0  # no progress this long: retry (0: never)
 
+    def backoff(self, attempt: int, empty: float = 0.0) -> float:
+        """The delay before redelivering after `attempt`; the last one repeats."""
+        if not self.backoff_s:
+            return empty
+        return self.backoff_s[min(max(attempt, 1), len(self.backoff_s)) - 1]
+
 
 class TopologySpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str
