@@ -1,0 +1,1 @@
+"""Vector + keyword stores for document chunks: the protocol and its engines."""
