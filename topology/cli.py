@@ -12,6 +12,7 @@ from pathlib import Path
 
 import msgspec
 
+from topology import cli_docs
 from topology import spec as topo_spec
 
 HERE = Path(__file__).resolve().parent
@@ -181,6 +182,7 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="validate a topology file")
     c.add_argument("topology")
     c.add_argument("--set", **setting)
+    COMMANDS.update(cli_docs.add_commands(sub, setting))
     return p
 
 

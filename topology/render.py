@@ -29,3 +29,21 @@ def progress_line(p: Progress) -> str:
     retry = f" (attempt {p.attempt})" if p.attempt > 1 else ""
     note = f": {p.note}" if p.note else ""
     return f"{p.operator}: {p.stage.value}{amount}{retry}{note}"
+
+
+def answer_text(answer) -> str:
+    """An Answer for a terminal: the text, then its citations with their quotes."""
+    if answer is None:
+        return "(no answer)"
+    lines = [answer.text]
+    for c in answer.citations:
+        where = " › ".join(x for x in (c.title, *c.section_path) if x)
+        lines.append(f"  [{c.n}] {where} ({c.key.doc_id}, chars {c.start}-{c.end})")
+        lines.append(f"      “{c.quote.strip()[:300]}”")
+    if answer.outcome == "abstained" and answer.sources:
+        lines.append("Closest passages:")
+        for p in answer.sources[:3]:
+            lines.append(f"  - {p.title or p.key.doc_id}: {p.text.strip()[:160]}…")
+    if answer.removed:
+        lines.append(f"({len(answer.removed)} unsupported sentence(s) removed)")
+    return "\n".join(lines)

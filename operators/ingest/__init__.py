@@ -1,0 +1,1 @@
+"""Document ingestion: chunk (parse + split) → embed → index, one durable job per document."""

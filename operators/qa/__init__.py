@@ -1,0 +1,1 @@
+"""The document QA query flow: rewrite → retrieve → rerank → answer (assemble + generate) → verify."""

@@ -1,0 +1,1 @@
+"""The HTTP gateway: JSON and server-sent events for the products, and the web page."""
