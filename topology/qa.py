@@ -129,6 +129,34 @@ class QaClient:
         return await self.store.documents(principal, collection)
 
 
+async def serve_requests(client: QaClient, limit: int = 32):
+    """NATS request/reply: an AskRequest (MessagePack, or JSON with Content-Type
+    application/json) on `{ns}.{topology}._ask` gets the final Answer back in the same
+    encoding. Callers on the bus are trusted to set the principal, like every operator."""
+    slots = asyncio.Semaphore(limit)
+    tasks: set[asyncio.Task] = set()
+
+    async def reply(msg) -> None:
+        as_json = (msg.headers or {}).get(Headers.CONTENT_TYPE, "") == "application/json"
+        try:
+            req = (msgspec.json.decode(msg.data, type=AskRequest) if as_json
+                   else msgspec.msgpack.decode(msg.data, type=AskRequest))
+            async with slots:
+                answer = await client.answer(req)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            answer = rejected("", f"not an AskRequest: {e}")
+        data = msgspec.json.encode(answer) if as_json else client.wire.encode(answer)
+        if msg.reply:
+            await msg.respond(data)
+
+    async def spawn(msg) -> None:     # one task per request: a slow answer blocks no other
+        task = asyncio.create_task(reply(msg))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    return await client.bus.nc.subscribe(f"{client.bus.subjects.root}._ask", queue="ask", cb=spawn)
+
+
 def rejected(request_id: str, reason: str, operator: str = "") -> Answer:
     where = f" ({operator})" if operator else ""
     return Answer(request_id=request_id, text=reason, outcome="rejected",

@@ -37,7 +37,7 @@ def answer_text(answer) -> str:
         return "(no answer)"
     lines = [answer.text]
     for c in answer.citations:
-        where = " › ".join(x for x in (c.title, *c.section_path) if x)
+        where = " › ".join([c.title] + [s for s in c.section_path if s and s != c.title])
         lines.append(f"  [{c.n}] {where} ({c.key.doc_id}, chars {c.start}-{c.end})")
         lines.append(f"      “{c.quote.strip()[:300]}”")
     if answer.outcome == "abstained" and answer.sources:

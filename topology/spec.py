@@ -50,6 +50,15 @@ class Durability(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return self.backoff_s[min(max(attempt, 1), len(self.backoff_s)) - 1]
 
 
+class GatewaySpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The HTTP gateway `patchwire up` serves for a product (its page, JSON and SSE)."""
+
+    service: str                          # "qa": the document QA bot
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8080
+    users: str = ""                       # users file (tokens → principals); "" = anonymous
+
+
 class TopologySpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str
     edges: dict[str, Edge]
@@ -59,6 +68,7 @@ class TopologySpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     errors: str = "errors"
     description: str = ""
     durability: Durability = Durability()
+    gateway: GatewaySpec | None = None
 
     def operator(self, name: str) -> OperatorSpec:
         for op in self.operators:
