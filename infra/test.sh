@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash infra/install.sh
+bash infra/browser.sh      # Debian chromium, for the web page tests
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -209,18 +209,31 @@ def zip_bytes() -> bytes:
     return buf.getvalue()
 
 
+def random_bytes(n: int, seed: int, low: int = 0) -> bytes:
+    rng = random.Random(seed)
+    return bytes(rng.randrange(low, 256) for _ in range(n))
+
+
 @pytest.mark.parametrize("data, name, reason", [
-    (zip_bytes(), "report.pdf", "looks like a ZIP archive, not a text document"),
+    (zip_bytes(), "report.pdf", "file named .pdf is a ZIP archive"),
     (zip_bytes(), "notes.md", "looks like a ZIP archive, not a text document"),
-    (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj", "paper.pdf", "PDF is not supported yet"),
-    (b"%PDF-1.4\n", "paper.md", "PDF is not supported yet"),
-    (b"plain words", "paper.pdf", "PDF is not supported yet"),
-    (b"", "empty.md", "no text in document"),
+    (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj", "paper.pdf", "PDF is damaged: the file is truncated"),
+    (b"%PDF-1.4\n", "paper.md", "PDF is damaged"),
+    (b"plain words", "paper.pdf", "not a PDF"),
+    (b"", "empty.md", "empty file"),
+    (b"", "empty.pdf", "empty file"),
     (b"  \n\n \t\n", "blank.txt", "no text in document"),
+    (b"\r\n\r\n", "blank.md", "no text in document"),
     (b"<html><script>a()</script><style>p{}</style></html>", "s.html", "no text in document"),
+    (b"<script>track()</script>\n<noscript>x</noscript><style>p{}</style><!-- c -->", "s.htm",
+     "no text in document"),
     (b"text\x00with\x00nul", "n.txt", "NUL bytes"),
+    (random_bytes(4096, 1), "blob.txt", "looks like binary data"),
+    (random_bytes(4096, 2, low=1), "blob.md", "looks like binary data (2"),   # no NUL: by share
+    (b"\x1f\x8b\x08\x00rest", "notes.txt.gz", "gzip archive"),
     (b"hello", "data.xlsx", "unsupported document type (extension '.xlsx')"),
     (b"hello", "README", "unsupported document type (no extension)"),
+    (b'{"rows": []}', "data.json", "JSON files are only read as patchwire meeting transcripts"),
 ])
 def test_bad_inputs_are_rejected_with_clear_reasons(data, name, reason):
     with pytest.raises(Reject) as err:
@@ -232,6 +245,49 @@ def test_unknown_extension_names_supported_ones():
     with pytest.raises(Reject) as err:
         parse_document(b"x", "a.rtf")
     assert ".md" in err.value.reason and ".html" in err.value.reason and ".txt" in err.value.reason
+
+
+FIVE_MB = 5 * 1024 * 1024
+
+
+@pytest.mark.parametrize("line, name", [
+    (b"word " * (FIVE_MB // 5), "one-line.txt"),
+    (b"# a" + b" " * FIVE_MB + b"b", "heading.md"),         # ATX closing-# rule
+    (b"| " + b"-" * FIVE_MB + b"x", "table.md"),            # table rule row
+    (b"[" * FIVE_MB, "brackets.md"),                        # link text
+    (b"[a](" * (FIVE_MB // 4), "parens.md"),                # link target
+    (b"<p>" + b"word " * (FIVE_MB // 5), "page.html"),
+])
+def test_a_huge_single_line_parses_in_linear_time(line, name):
+    """The Markdown lines took 1-45 s at 50 kB while their patterns were quadratic, which
+    is hours at 5 MB: finishing at all is the test. Text and HTML guard the same for the
+    other readers."""
+    doc = parse_document(line, name)
+    assert len(doc.text) > FIVE_MB // 2 and "\n" not in doc.text
+
+
+def test_html_stray_angle_brackets_stay_linear_and_read_back():
+    html = b"<p>a < b and c << d</p>" + b"<a " * 500_000
+    doc = parse_document(html, "lt.html")
+    assert doc.text.startswith("a < b and c << d")
+
+
+def test_html_comments_stay_hidden_even_with_markup_inside():
+    doc = parse_document(b"<p>shown</p><!-- <p>old</p> a < b --><p>also</p><!-- open", "c.html")
+    assert doc.text == "shown\n\nalso"
+
+
+def test_markdown_links_with_parentheses_and_closing_hashes():
+    md = b"## Links ##\n\nSee [Foo](https://en.wikipedia.org/wiki/Foo_(bar)) and [x](y.\n\n# C#\n"
+    doc = parse_document(md, "l.md")
+    assert doc.text == "Links\n\nSee Foo and [x](y.\n\nC#"
+
+
+def test_supported_types_include_pdf_and_transcripts():
+    with pytest.raises(Reject) as err:
+        parse_document(b"x", "a.rtf")
+    for ext in (".pdf", ".json", ".vtt", ".srt"):
+        assert ext in err.value.reason
 
 
 def test_encodings(caplog):

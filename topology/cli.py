@@ -41,13 +41,20 @@ async def cmd_up(args) -> int:
     topo = _load(args.topology, args.set)
     await _warn_if_unreachable()
     dep = await Deployment.open(topo, os.environ.get("NATS_URL"), _namespace())
+    gateway = None
     try:
         await dep.start_operators()
         where = "embedded nats-server" if dep.server else "NATS_URL"
         print(f"patchwire: {topo.name} up on {dep.url} ({where}); "
               f"{len(dep.runners)} operators; Ctrl-C to stop", flush=True)
+        if topo.gateway is not None and not args.no_gateway:
+            from topology.gateway.start import start_gateway
+            gateway = await start_gateway(dep, topo, args.port)
+            print(f"patchwire: web page and API at {gateway.url}/", flush=True)
         await dep.wait_for_signal()
     finally:
+        if gateway is not None:
+            await gateway.close()
         await dep.close()
     return 0
 
@@ -161,6 +168,8 @@ def parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run every operator of a topology in this process")
     up.add_argument("topology")
     up.add_argument("--set", **setting)
+    up.add_argument("--port", type=int, help="the gateway's HTTP port (0: any free one)")
+    up.add_argument("--no-gateway", action="store_true", help="operators only, no HTTP")
     op = sub.add_parser("operator", help="run one operator of a topology (a replica)")
     op.add_argument("name")
     op.add_argument("--topology", required=True)

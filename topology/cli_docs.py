@@ -57,10 +57,10 @@ def principal_for(user: str | None, users_file: str | None):
     path = users_file or os.environ.get("PATCHWIRE_USERS")
     if path:
         from topology.gateway.auth import load_users
-        users = load_users(Path(path))
-        if user not in users.by_name:
+        found = load_users(Path(path)).by_name(user)
+        if found is None:
             raise KeyError(f"no user {user!r} in {path}")
-        return users.by_name[user]
+        return found
     return Principal(user=user)
 
 

@@ -2,10 +2,12 @@
 
 Headings h1-h6, paragraphs, list items, <pre> and table rows become blocks; text directly
 inside containers (div, section, …) becomes a paragraph. The content of script, style, nav,
-noscript, template, svg and iframe is dropped. The title is <title>, else the first <h1>.
+noscript, template, svg and iframe is dropped, and so are comments. The title is <title>,
+else the first <h1>.
 """
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
 
 RawBlock = tuple[str, int, str]
@@ -21,15 +23,33 @@ CONTAINERS = {
     "tbody", "tfoot", "form", "address", "details", "summary", "hr",
 }
 CELLS = {"td", "th"}
+STRAY_LT = re.compile(r"<(?=[^<>]*(?:<|\Z))")
 
 
 def html_blocks(text: str) -> tuple[str, list[RawBlock]]:
     parser = _HtmlBlocks()
-    parser.feed(text)
+    parser.feed(_defused(text))
     parser.close()
     parser.flush()
     h1 = next((t for kind, level, t in parser.raw if kind == "heading" and level == 1), "")
     return " ".join(parser.title.split()) or h1, parser.raw
+
+
+def _defused(text: str) -> str:
+    """html.parser rescans from every "<" that no ">" closes before the next "<" (try
+    "<a " * 100_000): quadratic. Such a "<" cannot open a tag, so it becomes "&lt;" (which
+    reads back as "<"). Comments go first, so that markup commented out stays hidden."""
+    return STRAY_LT.sub("&lt;", _without_comments(text))
+
+
+def _without_comments(text: str) -> str:
+    parts: list[str] = []
+    pos = 0
+    while (start := text.find("<!--", pos)) >= 0:
+        parts.append(text[pos:start])
+        end = text.find("-->", start + 4)
+        pos = len(text) if end < 0 else end + 3
+    return "".join(parts) + text[pos:]
 
 
 class _HtmlBlocks(HTMLParser):

@@ -1,32 +1,41 @@
-"""Parse: the bytes of a Markdown, plain-text or HTML document → a ParsedDocument.
+"""Parse: the bytes of a document → a ParsedDocument.
 
-`ParsedDocument.text` is the document's normalised plain text: its blocks one after another,
-separated by one blank line, with Markdown and HTML markup removed. Every Block (and every
-chunk cut from it later) refers to that text by character offsets, so a citation's span is
-`text[start:end]`, exactly. A heading's section_path ends with the heading itself; any other
-block's section_path is the list of headings that enclose it.
+Markdown, plain text and HTML (htmltext.py) are read here, PDF in pdf.py, meeting transcripts
+(`patchwire transcribe --json` output, WebVTT, SubRip) in transcript.py. The extension picks
+the reader, else the content type; bytes that start with %PDF are read as a PDF.
 
-Bad input raises Reject with a reason a user can act on: binary data (ZIP, PDF, images, NUL
-bytes), an unsupported file type, a document without text. Bytes that are not UTF-8 are read
-as latin-1 and the document carries a warning.
+`ParsedDocument.text` is the document's plain text: its blocks one after another, separated
+by one blank line, markup removed. Every Block (and every chunk cut from it later) refers to
+that text by offsets, so a citation's span is `text[start:end]`, exactly. A block's
+section_path is the headings that enclose it (a heading's ends with itself); a PDF block's
+path then ends with its page ("page 3"); a transcript's blocks are all in ["Transcript"].
+
+Bad input raises Reject with a reason a user can act on: an empty file, binary data, a
+damaged, locked or scanned PDF, JSON that is not a transcript, an unsupported type, no text.
+Text that is not UTF-8 is read as latin-1 and the document carries a warning.
 """
 from __future__ import annotations
 
 import logging
 import re
 from pathlib import PurePath
-from typing import Iterable, Literal, Optional
+from typing import Iterable, Iterator, Literal, Optional
 
 import msgspec
 
 from operators.base import Reject
 from operators.documents.htmltext import html_blocks
+from operators.documents.pdf import read_pdf
+from operators.documents.transcript import read_subtitles, read_transcript_json
 
 log = logging.getLogger(__name__)
 
 BlockKind = Literal["heading", "paragraph", "list", "code", "table"]
-Format = Literal["markdown", "text", "html"]
-RawBlock = tuple[str, int, str]   # kind, heading level (0 otherwise), normalised text
+Format = Literal["markdown", "text", "html", "pdf", "transcript"]
+Kind = Literal["markdown", "text", "html", "pdf", "json", "subtitles"]   # which reader
+RawBlock = tuple[str, int, str]                 # kind, heading level (0 otherwise), text
+SectionBlock = tuple[str, int, str, list[str]]  # kind, level, text, section path
+Reading = tuple[str, list[SectionBlock], list[str]]  # title ("" = the file name), blocks, warnings
 
 
 class Block(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,70 +56,96 @@ class ParsedDocument(msgspec.Struct, frozen=True, kw_only=True):
     warnings: list[str] = []
 
 
-EXTENSIONS: dict[str, Format] = {
+EXTENSIONS: dict[str, Kind] = {
     ".md": "markdown", ".markdown": "markdown", ".txt": "text", ".text": "text",
-    ".html": "html", ".htm": "html",
+    ".html": "html", ".htm": "html", ".pdf": "pdf", ".json": "json",
+    ".vtt": "subtitles", ".srt": "subtitles",
 }
-CONTENT_TYPES: dict[str, Format] = {
+CONTENT_TYPES: dict[str, Kind] = {
     "text/markdown": "markdown", "text/x-markdown": "markdown", "text/plain": "text",
-    "text/html": "html", "application/xhtml+xml": "html",
+    "text/html": "html", "application/xhtml+xml": "html", "application/pdf": "pdf",
+    "application/json": "json", "text/vtt": "subtitles", "application/x-subrip": "subtitles",
 }
 MAGIC = (
     (b"PK\x03\x04", "looks like a ZIP archive, not a text document"),
     (b"PK\x05\x06", "looks like a ZIP archive, not a text document"),
-    (b"%PDF", "PDF is not supported yet"),
     (b"\x1f\x8b", "looks like a gzip archive, not a text document"),
     (b"\x89PNG", "looks like a PNG image, not a text document"),
     (b"\xff\xd8\xff", "looks like a JPEG image, not a text document"),
 )
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")   # not tab, newlines or form feed
+MAX_CONTROL_SHARE = 0.1       # real text has next to none; random bytes read as latin-1, ~23%
 
 
 def parse_document(data: bytes, filename: str, content_type: str = "") -> ParsedDocument:
-    """Parse one document; raise Reject when it is not a text document we can read."""
-    _sniff(data)
-    fmt = _format(filename, content_type)
-    text, warnings = _decode(data)
-    title, raw = PARSERS[fmt](_normalise(text))
-    body, blocks = _assemble(raw)
+    """Parse one document; raise Reject when it is not a document we can read."""
+    kind = _kind(data, filename, content_type)
+    title, items, warnings = _read(kind, data)
+    body, blocks = _assemble(items)
     if not blocks:
         raise Reject("no text in document")
+    fmt: Format = "transcript" if kind in ("json", "subtitles") else kind
     title = title or PurePath(filename).stem
     return ParsedDocument(title=title, text=body, blocks=blocks, format=fmt, warnings=warnings)
 
 
-def _sniff(data: bytes) -> None:
-    for magic, reason in MAGIC:
-        if data.startswith(magic):
-            raise Reject(reason)
-    if not data.startswith(UTF16_BOMS) and b"\x00" in data:
-        raise Reject("looks like binary data (it holds NUL bytes), not a text document")
-
-
-def _format(filename: str, content_type: str) -> Format:
+def _kind(data: bytes, filename: str, content_type: str) -> Kind:
+    if not data:
+        raise Reject("empty file")
     ext = PurePath(filename).suffix.lower()
     mime = content_type.split(";")[0].strip().lower()
-    if ext == ".pdf" or mime == "application/pdf":
-        raise Reject("PDF is not supported yet")
-    if ext in EXTENSIONS:
-        return EXTENSIONS[ext]
-    if mime in CONTENT_TYPES:
-        return CONTENT_TYPES[mime]
+    declared = EXTENSIONS.get(ext) or CONTENT_TYPES.get(mime)
+    for magic, reason in MAGIC:
+        if data.startswith(magic):
+            if declared == "pdf" and magic.startswith(b"PK"):
+                reason = f"file {'named .pdf' if ext == '.pdf' else 'sent as a PDF'} is a ZIP archive"
+            raise Reject(reason)
+    if data.startswith(b"%PDF"):
+        return "pdf"
+    if declared:
+        return declared
     what = f"extension {ext!r}" if ext else "no extension"
     supported = ", ".join(EXTENSIONS)
     raise Reject(f"unsupported document type ({what}{', ' + mime if mime else ''}); "
                  f"supported: {supported}")
 
 
+def _read(kind: Kind, data: bytes) -> Reading:
+    if kind == "pdf":
+        return read_pdf(data)
+    text, warnings = _decode(data)
+    if kind == "json":
+        blocks, notes = read_transcript_json(text)
+        return "", blocks, warnings + notes
+    if kind == "subtitles":
+        return "", read_subtitles(_normalise(text)), warnings
+    title, raw = PARSERS[kind](_normalise(text))
+    return title, list(_heading_paths(raw)), warnings
+
+
 def _decode(data: bytes) -> tuple[str, list[str]]:
     if data.startswith(UTF16_BOMS):
-        return data.decode("utf-16"), []
+        return _not_binary(data.decode("utf-16", errors="replace")), []
+    if b"\x00" in data:
+        raise Reject("looks like binary data (it holds NUL bytes), not a text document")
     try:
-        return data.decode("utf-8-sig"), []
+        return _not_binary(data.decode("utf-8-sig")), []
     except UnicodeDecodeError as exc:
+        text = _not_binary(data.decode("latin-1"))
         note = f"not valid UTF-8 (at byte {exc.start}): read as latin-1"
         log.warning(note)
-        return data.decode("latin-1"), [note]
+        return text, [note]
+
+
+def _not_binary(text: str) -> str:
+    """Reject text full of control characters: binary data that happens to have no NUL."""
+    sample = text[:65536]
+    controls = len(CONTROL.findall(sample))
+    if sample and controls > MAX_CONTROL_SHARE * len(sample):
+        share = round(100 * controls / len(sample))
+        raise Reject(f"looks like binary data ({share}% control characters), not a text document")
+    return text
 
 
 def _normalise(text: str) -> str:
@@ -118,12 +153,9 @@ def _normalise(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.split("\n"))
 
 
-def _assemble(raw: Iterable[RawBlock]) -> tuple[str, list[Block]]:
-    """Join the blocks' texts with blank lines; record offsets and section paths."""
-    parts: list[str] = []
-    blocks: list[Block] = []
+def _heading_paths(raw: Iterable[RawBlock]) -> Iterator[SectionBlock]:
+    """Markdown and HTML: a block's section path is the headings that enclose it."""
     stack: list[tuple[int, str]] = []
-    pos = 0
     for kind, level, text in raw:
         if not text.strip():
             continue
@@ -131,9 +163,20 @@ def _assemble(raw: Iterable[RawBlock]) -> tuple[str, list[Block]]:
             while stack and stack[-1][0] >= level:
                 stack.pop()
             stack.append((level, text))
+        yield kind, level, text, [title for _, title in stack]
+
+
+def _assemble(items: Iterable[SectionBlock]) -> tuple[str, list[Block]]:
+    """Join the blocks' texts with blank lines and record their offsets."""
+    parts: list[str] = []
+    blocks: list[Block] = []
+    pos = 0
+    for kind, level, text, path in items:
+        if not text.strip():
+            continue
         pos += 2 if parts else 0
         blocks.append(Block(kind=kind, level=level, start=pos, end=pos + len(text),
-                            section_path=[title for _, title in stack]))
+                            section_path=path))
         parts.append(text)
         pos += len(text)
     return "\n\n".join(parts), blocks
@@ -148,13 +191,14 @@ def _text_blocks(text: str) -> tuple[str, list[RawBlock]]:
 # ---- Markdown ---------------------------------------------------------------------------
 
 FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*))?$")   # closing #s: _atx_text
 SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 RULE = re.compile(r"^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$")
 LIST_ITEM = re.compile(r"^ {0,3}(?:[-*+]|\d{1,9}[.)])[ \t]+\S")
 TABLE_ROW = re.compile(r"^ {0,3}\|")
-TABLE_RULE = re.compile(r"^[\s|:-]*-[\s|:-]*$")
-LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+# No pattern here may rescan a line from every position: a 5 MB line must stay linear.
+TABLE_RULE = re.compile(r"^[\s|:-]*$")          # and holds a "-"
+LINK = re.compile(r"!?\[([^\[\]]*)\]\((?:[^()]|\([^()]*\))*\)")
 EMPHASIS = re.compile(r"\*\*|__")
 
 
@@ -204,7 +248,14 @@ def _read_heading(lines: list[str], i: int) -> Read:
     m = ATX.match(lines[i])
     if not m:
         return None
-    return ("heading", len(m.group(1)), _inline((m.group(2) or "").strip())), i + 1
+    return ("heading", len(m.group(1)), _inline(_atx_text(m.group(2) or ""))), i + 1
+
+
+def _atx_text(text: str) -> str:
+    """The heading without an optional closing run of #s ("## Title ##" → "Title")."""
+    text = text.strip()
+    bare = text.rstrip("#")
+    return bare.rstrip() if bare != text and (not bare or bare[-1] in " \t") else text
 
 
 def _read_rule(lines: list[str], i: int) -> Read:
@@ -215,7 +266,8 @@ def _read_table(lines: list[str], i: int) -> Read:
     j = i
     while j < len(lines) and TABLE_ROW.match(lines[j]):
         j += 1
-    rows = [_inline(row.strip()) for row in lines[i:j] if not TABLE_RULE.match(row)]
+    rows = [_inline(row.strip()) for row in lines[i:j]
+            if not (TABLE_RULE.match(row) and "-" in row)]
     return (("table", 0, "\n".join(rows)), j) if j > i else None
 
 

@@ -4,8 +4,13 @@ pypdf's plain extraction writes a page's text in content-stream order, one outpu
 baseline. Its text visitor reports every piece of that output with the text matrix and font
 size it was drawn with, so joining the pieces gives the same text and each line also gets a
 baseline (y) and a font size. When the pieces do not add up to pypdf's text (some text
-reached the output without a visitor call), the lines are kept without geometry and only
-blank lines and bullets separate paragraphs.
+reached the output without a visitor call), the lines are kept without geometry.
+
+A line starts a new paragraph after a blank line, after a baseline gap clearly larger than
+the page's usual line spacing, at a change of font size, and at a bullet (consecutive bullet
+items make one list block). Inside a paragraph soft-wrapped lines are joined with a space
+and "exam-" + "ple" becomes "example". pypdf's "layout" mode was not used: it pads lines
+with spaces to mimic columns and reports no font sizes, worse for paragraphs and headings.
 """
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ class Para(NamedTuple):
     text: str
     size: float                # the smallest font size of its lines (0: unknown)
     lines: int
+    y: Optional[float] = None  # its first baseline
     level: int = 0
 
 
@@ -119,13 +125,16 @@ def _usual_line_gap(lines: list[Line]) -> Optional[float]:
 
 
 def _breaks(prev: Line, line: Line, leading: Optional[float]) -> bool:
-    if prev.size and line.size and abs(prev.size - line.size) > SIZE_CHANGE * max(prev.size, line.size):
+    larger = max(prev.size, line.size)
+    if prev.size and line.size and abs(prev.size - line.size) > SIZE_CHANGE * larger:
         return True
     if prev.y is None or line.y is None:
         return False
     size = line.size or prev.size or 10.0
     gap = prev.y - line.y
-    usual = min(leading or 1.2 * size, 1.5 * size)   # a sparse page must not hide its breaks
+    # Capped: on a page of one-line paragraphs every gap is a paragraph gap. Splitting too
+    # often costs little (the chunker merges small blocks), merging headings into text more.
+    usual = min(leading or 1.2 * size, 1.25 * size)
     return gap < -0.5 * size or gap > PARAGRAPH_GAP * usual   # moved up: a new column or box
 
 
@@ -135,7 +144,7 @@ def _para(lines: list[Line]) -> Para:
     kind = "paragraph"
     if BULLET.match(text):
         kind, text = "list", "\u2022 " + BULLET.sub("", text, count=1)
-    return Para(kind=kind, text=text, size=min(sizes, default=0.0), lines=len(lines))
+    return Para(kind=kind, text=text, size=min(sizes, default=0.0), lines=len(lines), y=lines[0].y)
 
 
 def _join(lines: list[str]) -> str:

@@ -35,10 +35,10 @@ VOICE = re.compile(r"<v(?:\.[^\s<>]{0,100})?[ \t]+([^<>]{1,200})>")
 TAG = re.compile(r"<[^<>]*>")
 
 
-def read_transcript_json(data: bytes) -> tuple[list[SectionBlock], list[str]]:
+def read_transcript_json(text: str) -> tuple[list[SectionBlock], list[str]]:
     """patchwire's transcript JSON → (blocks, the transcript's own warnings)."""
     try:
-        obj = msgspec.json.decode(data)
+        obj = msgspec.json.decode(text)
     except msgspec.DecodeError as exc:
         raise Reject(f"{NOT_A_TRANSCRIPT}, and this one is not valid JSON ({exc})") from None
     if not (isinstance(obj, dict) and obj.get("kind") == "Transcript"
@@ -103,30 +103,29 @@ def turn_blocks(segments: Iterable[TranscriptSegment]) -> list[SectionBlock]:
 
 
 def _turns(segments: Iterable[TranscriptSegment]) -> Iterator[str]:
-    """Merge consecutive segments of one speaker into turns of at most MAX_TURN_CHARS
-    (a single longer segment stays whole)."""
-    start, speaker, words, end = 0.0, "", [], 0.0
-    size = 0
+    """Consecutive segments of one speaker, with no long pause between them, make one turn
+    of at most MAX_TURN_CHARS (a single longer segment stays whole)."""
+    start, speaker, texts, size, end = 0.0, "", [], 0, 0.0
     for seg in segments:
         text = " ".join(seg.text.split())
         if not text:
             continue
-        same_turn = words and seg.speaker == speaker and seg.start - end < PAUSE_S
+        same_turn = texts and seg.speaker == speaker and seg.start - end < PAUSE_S
         if same_turn and size + 1 + len(text) <= MAX_TURN_CHARS:
-            words.append(text)
+            texts.append(text)
             size += 1 + len(text)
         else:
-            if words:
-                yield _turn(start, speaker, words)
-            start, speaker, words, size = seg.start, seg.speaker, [text], len(text)
+            if texts:
+                yield _turn(start, speaker, texts)
+            start, speaker, texts, size = seg.start, seg.speaker, [text], len(text)
         end = seg.end
-    if words:
-        yield _turn(start, speaker, words)
+    if texts:
+        yield _turn(start, speaker, texts)
 
 
-def _turn(start: float, speaker: str, words: list[str]) -> str:
+def _turn(start: float, speaker: str, texts: list[str]) -> str:
     who = f"{speaker.strip()}: " if speaker.strip() else ""
-    return f"[{clock(start)}] {who}{' '.join(words)}"
+    return f"[{clock(start)}] {who}{' '.join(texts)}"
 
 
 def clock(seconds: float) -> str:

@@ -1,0 +1,49 @@
+"""Start the gateway a topology asks for (its `gateway:` section) next to its operators.
+
+For the document QA bot: the QaClient over this deployment's bus, the NATS request/reply
+responder on `{ns}.doc_qa._ask`, and the HTTP app (page, JSON, SSE). The store is opened
+read-only here for listing documents; answers and ingests go over the bus like any client's.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from topology.spec import GatewaySpec, TopologyError, TopologySpec
+
+
+class RunningGateway:
+    def __init__(self, url: str, closers: list):
+        self.url, self._closers = url, closers
+
+    async def close(self) -> None:
+        for close in reversed(self._closers):
+            with contextlib.suppress(Exception):
+                await close()
+
+
+async def start_gateway(dep, topo: TopologySpec, port: int | None = None) -> RunningGateway:
+    spec: GatewaySpec = topo.gateway
+    if spec.service != "qa":
+        raise TopologyError("$.gateway.service", f"unknown service {spec.service!r} (known: qa)")
+    from operators.store.factory import embedded_store
+    from topology.gateway.auth import load_users
+    from topology.gateway.http import make_app, serve
+    from topology.qa import QaClient, serve_requests
+    retrieve = next((b for b in dep.bound if b.spec.kind == "retrieve"), None)
+    store = embedded_store(retrieve.config) if retrieve is not None else None
+    closers = []
+    if store is not None:
+        await store.open("", 0)
+        closers.append(store.close)
+    client = QaClient(dep.bus, dep.blobs, store)
+    responder = await serve_requests(client)
+    closers.append(responder.unsubscribe)
+    users_file = os.environ.get("PATCHWIRE_USERS") or spec.users
+    users = load_users(Path(users_file)) if users_file else None
+    env_port = os.environ.get("PATCHWIRE_HTTP_PORT")
+    chosen = port if port is not None else int(env_port) if env_port else spec.port
+    runner, url = await serve(make_app(client, users=users), spec.host, chosen)
+    closers.append(runner.cleanup)
+    return RunningGateway(url, closers)
