@@ -96,6 +96,10 @@ async def test_bad_documents_fail_with_a_reason_and_others_go_on(qa, tmp_path):
     assert stages == ["failed", "failed", "failed", "done"]
     assert "zip" in results[0][-1].note.lower()
     assert "empty" in results[1][-1].note.lower() and "no text" in results[2][-1].note.lower()
+    dead = await dep.bus.js.get_last_msg(dep.bus.subjects.events_stream,
+                                         dep.bus.subjects.dead_letter("chunk"))
+    assert dead.headers["Pw-Category"] == "bad_input"         # kept, with why, for a person
+    assert dead.headers["Pw-Reason"] in {r[-1].note[:1000] for r in results[:3]}
 
 
 async def test_permissions_hold_inside_retrieval(qa, tmp_path):
