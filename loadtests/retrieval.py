@@ -8,8 +8,9 @@ retrieve operator would search the file the index operator writes. That process'
 search loads the vectors (timed apart); then every round runs the SciFact test queries once
 per mode with one principal, one search at a time, and the figures are medians over rounds
 of each round's p50/p99. Its VmRSS after the searches is the memory of a store serving that
-many chunks (the interpreter and numpy included; the "empty" row is the same process with
-no store).
+many chunks (the interpreter and numpy included; the last column is the same process before
+it opened the store). The CPU columns are the process's CPU time per search (searches run
+one at a time): other jobs on a shared machine stretch the wall clock far more than that.
 
 Text is real: SciFact abstracts cut into sentences, three sentences a chunk, drawn at random
 (seeded) until the size is reached; titles are SciFact titles. Vectors are NOT embeddings:
@@ -41,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from loadtests.results import replace_block  # noqa: E402
 from operators.store.engine import SearchQuery  # noqa: E402
-from operators.store.sqlite import SqliteStore  # noqa: E402
+from operators.store.sqlite import SqliteConfig, SqliteStore  # noqa: E402
 from schemas.documents import ChunkRecord, DocumentInfo, DocumentKey, Principal  # noqa: E402
 
 SCIFACT = ROOT.parent / "shared" / "data" / "qa" / "scifact"
@@ -86,10 +87,11 @@ def documents(chunks: int, seed: int = 7):
 
 
 def _info(d: int, count: int, title: str, rng: np.random.Generator) -> DocumentInfo:
-    acl = ["*"] if rng.random() < 0.25 else sorted(rng.choice(GROUPS, rng.integers(1, 3), False))
+    groups = rng.choice(GROUPS, rng.integers(1, 3), replace=False)
+    acl = ["*"] if rng.random() < 0.25 else sorted(map(str, groups))
     key = DocumentKey(tenant=f"t{d % 2}", collection=("papers", "reviews")[d % 3 == 0],
                       doc_id=f"doc-{d}")
-    return DocumentInfo(key=key, version=f"v{d}", title=title, acl=list(acl), chunks=count,
+    return DocumentInfo(key=key, version=f"v{d}", title=title, acl=acl, chunks=count,
                         metadata={"year": str(2000 + d % 20)})
 
 
@@ -110,40 +112,45 @@ async def build(path: Path, chunks: int) -> float:
 
 # --- the searching process -------------------------------------------------------------
 
-async def serve(path: Path, rounds: int) -> dict:
+async def serve(path: Path, rounds: int, threads: int) -> dict:
     """Open the built store, search it; runs in its own process (see main)."""
     texts = queries()
     rng = np.random.default_rng(11)
     vectors = rng.standard_normal((len(texts), DIM)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     empty_rss = rss_mib()
-    store = SqliteStore(path)
+    store = SqliteStore(path, config=SqliteConfig(threads=threads))
     await store.open(MODEL, DIM)
     started = time.perf_counter()
     await store.search(_query(texts[0], vectors[0], "vector"))
     load_s = time.perf_counter() - started
-    per_mode: dict[str, list[tuple[float, float]]] = {m: [] for m in MODES}
+    per_mode: dict[str, list[tuple[float, ...]]] = {m: [] for m in MODES}
     for _ in range(rounds):
         for mode in MODES:
             per_mode[mode].append(await _round(store, texts, vectors, mode))
     counts = await store.count(PRINCIPAL.tenant)
+    serving_rss = rss_mib()                 # before close(), which frees the vectors
     await store.close()
-    return {"load_s": load_s, "rss_mib": rss_mib(), "empty_rss_mib": empty_rss,
+    return {"load_s": load_s, "rss_mib": serving_rss, "empty_rss_mib": empty_rss,
             "tenant_chunks": counts["chunks"],
-            "modes": {m: [statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs)]
+            "modes": {m: [statistics.median(r[i] for r in rs) for i in range(4)]
                       for m, rs in per_mode.items()}}
 
 
 async def _round(store: SqliteStore, texts: list[str], vectors: np.ndarray,
-                 mode: str) -> tuple[float, float]:
-    times = []
+                 mode: str) -> tuple[float, ...]:
+    """Wall-clock p50/p99 ms, and CPU p50/p99 ms: the process's CPU time during each search
+    (searches run one at a time, so it is that search's work), which other processes on a
+    shared machine inflate far less than they inflate the wall clock."""
+    times, cpu = [], []
     for text, vector in zip(texts, vectors):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         hits = await store.search(_query(text, vector, mode))
         times.append((time.perf_counter() - started) * 1000)
+        cpu.append((time.process_time() - cpu_started) * 1000)
         if any(h.chunk.key.tenant != PRINCIPAL.tenant for h in hits):
             raise RuntimeError("a foreign tenant's chunk was returned")
-    return pct(times, 0.5), pct(times, 0.99)
+    return pct(times, 0.5), pct(times, 0.99), pct(cpu, 0.5), pct(cpu, 0.99)
 
 
 def _query(text: str, vector: np.ndarray, mode: str) -> SearchQuery:
@@ -165,11 +172,12 @@ def rss_mib() -> float:
 
 # --- the driver ------------------------------------------------------------------------
 
-def measure(size: int, rounds: int, workdir: Path) -> dict:
+def measure(size: int, rounds: int, threads: int, workdir: Path) -> dict:
     path = workdir / f"store-{size}.db"
-    build_s = asyncio.run(build(path, size))
-    child = subprocess.run([sys.executable, __file__, "--serve", str(path), "--rounds", str(rounds)],
-                           capture_output=True, text=True, check=True)
+    reused = path.exists()          # --dir: a store an earlier run built (build rate unknown)
+    build_s = float("nan") if reused else asyncio.run(build(path, size))
+    child = subprocess.run([sys.executable, __file__, "--serve", str(path), "--rounds", str(rounds),
+                            "--threads", str(threads)], capture_output=True, text=True, check=True)
     result = json.loads(child.stdout.strip().splitlines()[-1])
     result.update(size=size, build_s=build_s, file_mib=_file_mib(path))
     return result
@@ -179,27 +187,46 @@ def _file_mib(path: Path) -> float:
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*")) / 2**20
 
 
-def report(results: list[dict], rounds: int, argv: list[str]) -> str:
+def report(results: list[dict], args: argparse.Namespace, load: list[float]) -> str:
+    """The RESULTS.md block: how it was run, latencies, build and memory, the verdict."""
     lines = ["## Retrieval (embedded store: SQLite FTS5 + numpy)", "",
              f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC  ",
-             f"Command: `python loadtests/retrieval.py {' '.join(argv)}`  ",
-             f"Machine: {os.cpu_count()} CPU cores, shared and noisy; medians over {rounds} "
-             "rounds of each round's p50/p99.", "", __doc__.split("\n\n", 2)[2].strip(), "",
-             "| chunks | principal's tenant | mode | p50 ms | p99 ms |", "|---:|---:|---|---:|---:|"]
+             f"Command: `python loadtests/retrieval.py {' '.join(sys.argv[1:])}`  ",
+             f"Machine: {os.cpu_count()} CPU cores shared with other jobs; 1-minute load average "
+             f"{load[0]:.1f} at the start, {load[1]:.1f} at the end. Store: SqliteConfig(threads="
+             f"{args.threads}); figures are medians over {args.rounds} rounds of each round's "
+             "p50/p99.", "", __doc__.split("\n\n", 2)[2].strip(), ""]
+    lines += _latency_table(results) + [""] + _size_table(results)
+    largest = max(results, key=lambda r: r["size"])
+    p99, cpu99 = largest["modes"]["hybrid"][1], largest["modes"]["hybrid"][3]
+    verdict = "PASS" if p99 <= TARGET_P99_MS else "FAIL"
+    lines += ["", f"- target hybrid p99 ≤ {TARGET_P99_MS:.0f} ms at {largest['size']:,} chunks "
+              f"(wall clock, on this shared machine): **{verdict}** ({p99:.2f} ms)",
+              f"- hybrid CPU p99 at {largest['size']:,} chunks: {cpu99:.2f} ms; with threads=1 a "
+              "search runs on one thread, so this is about what its latency would be on a core "
+              "nothing else wants"]
+    return "\n".join(lines)
+
+
+def _latency_table(results: list[dict]) -> list[str]:
+    lines = ["| chunks | principal's tenant | mode | p50 ms | p99 ms | CPU p50 ms "
+             "| CPU p99 ms |", "|---:|---:|---|---:|---:|---:|---:|"]
     for r in results:
         for mode in MODES:
-            p50, p99 = r["modes"][mode]
-            lines.append(f"| {r['size']:,} | {r['tenant_chunks']:,} | {mode} | {p50:.2f} | {p99:.2f} |")
-    lines += ["", "| chunks | build chunks/s | file MiB | first search (loads vectors) s "
-              "| searching process VmRSS MiB (empty: before the store) |", "|---:|---:|---:|---:|---|"]
+            p50, p99, cpu50, cpu99 = r["modes"][mode]
+            lines.append(f"| {r['size']:,} | {r['tenant_chunks']:,} | {mode} | {p50:.2f} "
+                         f"| {p99:.2f} | {cpu50:.2f} | {cpu99:.2f} |")
+    return lines
+
+
+def _size_table(results: list[dict]) -> list[str]:
+    lines = ["| chunks | build chunks/s | file MiB | first search (loads vectors) s "
+             "| searching process VmRSS MiB | same process before opening the store |",
+             "|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         lines.append(f"| {r['size']:,} | {r['size'] / r['build_s']:,.0f} | {r['file_mib']:.0f} "
-                     f"| {r['load_s']:.2f} | {r['rss_mib']:.0f} (empty {r['empty_rss_mib']:.0f}) |")
-    largest = max(results, key=lambda r: r["size"])
-    verdict = "PASS" if largest["modes"]["hybrid"][1] <= TARGET_P99_MS else "FAIL"
-    lines += ["", f"- target hybrid p99 ≤ {TARGET_P99_MS:.0f} ms at {largest['size']:,} chunks: "
-              f"**{verdict}** ({largest['modes']['hybrid'][1]:.2f} ms)"]
-    return "\n".join(lines)
+                     f"| {r['load_s']:.2f} | {r['rss_mib']:.0f} | {r['empty_rss_mib']:.0f} |")
+    return lines
 
 
 def main() -> None:
@@ -207,14 +234,23 @@ def main() -> None:
     parser.add_argument("--sizes", default="5000,100000")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--dir", type=Path, help="build stores here and keep them; reuse "
+                        "the ones already there (default: a temp dir, removed)")
+    parser.add_argument("--threads", type=int, default=SqliteConfig().threads,
+                        help="SqliteConfig.threads of the searching store")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)   # the child process
     args = parser.parse_args()
     if args.serve:
-        print(json.dumps(asyncio.run(serve(args.serve, args.rounds))))
+        print(json.dumps(asyncio.run(serve(args.serve, args.rounds, args.threads))))
         return
+    load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="pw-retrieval-") as tmp:
-        results = [measure(int(s), args.rounds, Path(tmp)) for s in args.sizes.split(",")]
-    text = report(results, args.rounds, sys.argv[1:])
+        workdir = args.dir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        results = [measure(int(s), args.rounds, args.threads, workdir)
+                   for s in args.sizes.split(",")]
+    load.append(os.getloadavg()[0])
+    text = report(results, args, load)
     print(text)
     if args.out:
         replace_block(args.out, "retrieval", text)

@@ -1,84 +1,28 @@
-"""The SQLite side of the embedded store: schema, staged writes, commits, reads.
+"""Writes and reads of the embedded store: staging, commits, updates, deletes, lookups.
 
-Tables:
-    meta        model, dim, schema version: a store built for one embedding is useless to another
-    documents   one row per (tenant, collection, doc_id); `version` is the live version, NULL
-                while a first version is only staged; `replaced` is what the live version
-                replaced, kept so a repeated commit gives the same answer
-    acl         (doc, entry): one row per ACL entry, so permission checks are index probes
-    doc_meta    (doc, key, value): metadata equality filters in SQL
-    chunks      every staged or live chunk with its float32 vector (little-endian blob);
-                a chunk is served only while chunks.version = documents.version
-    chunks_fts  FTS5 over chunk text, title, section path, external content (`chunks`), kept
-                in step by triggers, so every change to `chunks` updates it in the same
-                transaction
-    changes     (seq, doc): one row per commit, update or delete, read by every store on the
-                file to refresh its in-memory vectors incrementally (operators/store/vectors.py)
-
-Every function here runs on the store's worker thread with its one connection, in
-autocommit mode; writes open BEGIN IMMEDIATE so two writer processes queue on the lock
-(busy_timeout) instead of failing halfway through a transaction.
+Every function runs on the store's worker thread with its one connection; each write is one
+transaction (schema.write), and every write that changes what is served appends the
+document's row id to `changes`, which other stores on the file read to catch up
+(operators/store/vectors.py). The tables are described in operators/store/schema.py.
 """
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import time
-from typing import Iterator
 
 import msgspec
 import numpy as np
 
 from operators.store.engine import StoredChunk, StoreError
-from schemas.documents import ChunkRecord, DocumentInfo, DocumentKey
+from operators.store.filters import document_filter
+from operators.store.schema import TENANT_SHIFT, write
+from schemas.documents import ChunkRecord, DocumentInfo, DocumentKey, Principal
 
-SCHEMA_VERSION = 1
 KEEP_CHANGES = 50_000          # change rows kept; a reader further behind reloads in full
 
-DDL = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS documents (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    tenant TEXT NOT NULL, collection TEXT NOT NULL, doc_id TEXT NOT NULL,
-    version TEXT, replaced TEXT NOT NULL DEFAULT '',
-    title TEXT NOT NULL DEFAULT '', filename TEXT NOT NULL DEFAULT '',
-    acl TEXT NOT NULL DEFAULT '[]', metadata TEXT NOT NULL DEFAULT '{}',
-    chunks INTEGER NOT NULL DEFAULT 0, updated REAL NOT NULL DEFAULT 0,
-    UNIQUE (tenant, collection, doc_id));
-CREATE TABLE IF NOT EXISTS acl (
-    doc INTEGER NOT NULL, entry TEXT NOT NULL, PRIMARY KEY (doc, entry)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS doc_meta (
-    doc INTEGER NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
-    PRIMARY KEY (doc, key)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS chunks (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    doc INTEGER NOT NULL, version TEXT NOT NULL, idx INTEGER NOT NULL,
-    text TEXT NOT NULL, char_start INTEGER NOT NULL, char_end INTEGER NOT NULL,
-    title TEXT NOT NULL, section_path TEXT NOT NULL, vector BLOB NOT NULL,
-    UNIQUE (doc, version, idx));
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-    text, title, section_path, content='chunks', content_rowid='id',
-    tokenize='porter unicode61 remove_diacritics 2');
-CREATE TRIGGER IF NOT EXISTS chunks_ai AFTER INSERT ON chunks BEGIN
-    INSERT INTO chunks_fts(rowid, text, title, section_path)
-    VALUES (new.id, new.text, new.title, new.section_path);
-END;
-CREATE TRIGGER IF NOT EXISTS chunks_ad AFTER DELETE ON chunks BEGIN
-    INSERT INTO chunks_fts(chunks_fts, rowid, text, title, section_path)
-    VALUES ('delete', old.id, old.text, old.title, old.section_path);
-END;
-CREATE TRIGGER IF NOT EXISTS chunks_au AFTER UPDATE ON chunks BEGIN
-    INSERT INTO chunks_fts(chunks_fts, rowid, text, title, section_path)
-    VALUES ('delete', old.id, old.text, old.title, old.section_path);
-    INSERT INTO chunks_fts(rowid, text, title, section_path)
-    VALUES (new.id, new.text, new.title, new.section_path);
-END;
-CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, doc INTEGER NOT NULL);
-"""
-
 _UPSERT = """
-INSERT INTO chunks (doc, version, idx, text, char_start, char_end, title, section_path, vector)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO chunks (id, doc, version, idx, text, char_start, char_end, title, section_path, vector)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (doc, version, idx) DO UPDATE SET
     text = excluded.text, char_start = excluded.char_start, char_end = excluded.char_end,
     title = excluded.title, section_path = excluded.section_path, vector = excluded.vector
@@ -91,80 +35,19 @@ _LIST = msgspec.json.Decoder(list[str])
 _DICT = msgspec.json.Decoder(dict[str, str])
 
 
-def connect(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
-    """One connection in autocommit mode (transactions are explicit), WAL, tables created."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
-        raise StoreError(f"{path}: SQLite refused WAL mode (a network file system?)")
-    conn.execute("PRAGMA synchronous = NORMAL")   # WAL + NORMAL: durable up to the last checkpoint
-    with write(conn):
-        for statement in _statements(DDL):
-            conn.execute(statement)
-    return conn
-
-
-def _statements(script: str) -> Iterator[str]:
-    """DDL statements one by one (executescript would commit our BEGIN)."""
-    buffer = ""
-    for line in script.strip().splitlines(keepends=True):
-        buffer += line
-        if sqlite3.complete_statement(buffer):
-            yield buffer.strip()
-            buffer = ""
-
-
-@contextlib.contextmanager
-def write(conn: sqlite3.Connection) -> Iterator[None]:
-    """One write transaction: the lock is taken at BEGIN, released by COMMIT or ROLLBACK."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-@contextlib.contextmanager
-def snapshot(conn: sqlite3.Connection) -> Iterator[None]:
-    """One read transaction: every statement inside sees the same committed state."""
-    conn.execute("BEGIN")
-    try:
-        yield
-    finally:
-        conn.execute("COMMIT")
-
-
-def check_meta(conn: sqlite3.Connection, path: str, model: str, dim: int) -> None:
-    """Record model and dim in a new store; refuse a store built for another embedding."""
-    with write(conn):
-        found = dict(conn.execute("SELECT key, value FROM meta"))
-        if not found:
-            conn.executemany("INSERT INTO meta VALUES (?, ?)", [
-                ("schema_version", str(SCHEMA_VERSION)), ("model", model), ("dim", str(dim))])
-            return
-    if found.get("schema_version") != str(SCHEMA_VERSION):
-        raise StoreError(f"{path} has store schema {found.get('schema_version')}, this code "
-                         f"reads {SCHEMA_VERSION}: re-index into a new file")
-    if (found.get("model"), found.get("dim")) != (model, str(dim)):
-        raise StoreError(
-            f"{path} holds vectors of model {found.get('model')!r} (dim {found.get('dim')}), "
-            f"not {model!r} (dim {dim}): configure the embedder that built it, or point the "
-            f"store at a new file (or delete this one) and re-index every document")
-
-
 def stage(conn: sqlite3.Connection, doc: DocumentInfo, chunks: list[ChunkRecord],
           vectors: np.ndarray) -> None:
     """Upsert chunks of doc.version; unchanged rows are left alone (redelivery is free)."""
     with write(conn):
         doc_row, live = _ensure_document(conn, doc.key)
+        ids = _chunk_ids(conn, doc, doc_row, chunks)
+        before = conn.total_changes
         conn.executemany(_UPSERT, [
-            (doc_row, doc.version, c.index, c.text, c.start, c.end, doc.title,
+            (ids[c.index], doc_row, doc.version, c.index, c.text, c.start, c.end, doc.title,
              _JSON.encode(c.section_path).decode(), vec.tobytes())
             for c, vec in zip(chunks, vectors)])
-        if live == doc.version:       # a served version was rewritten: readers must reload it
-            _log_change(conn, doc_row)
+        if live == doc.version and conn.total_changes != before:
+            _log_change(conn, doc_row)         # served rows were rewritten: readers reload them
 
 
 def commit(conn: sqlite3.Connection, doc: DocumentInfo) -> str | None:
@@ -183,6 +66,9 @@ def commit(conn: sqlite3.Connection, doc: DocumentInfo) -> str | None:
         _set_live(conn, doc_row, doc, replaced)
         conn.execute("DELETE FROM chunks WHERE doc = ? AND (version != ? OR idx >= ?)",
                      (doc_row, doc.version, doc.chunks))
+        conn.execute("DELETE FROM live_chunks WHERE doc = ?", (doc_row,))
+        conn.execute("INSERT INTO live_chunks SELECT id, doc FROM chunks WHERE doc = ?",
+                     (doc_row,))
         _log_change(conn, doc_row)
         return replaced
 
@@ -209,8 +95,8 @@ def delete(conn: sqlite3.Connection, key: DocumentKey) -> str:
                            "collection = ? AND doc_id = ?", _key(key)).fetchone()
         if row is None:
             return ""
-        for table, column in (("chunks", "doc"), ("acl", "doc"), ("doc_meta", "doc"),
-                              ("documents", "id")):
+        for table, column in (("chunks", "doc"), ("live_chunks", "doc"), ("acl", "doc"),
+                              ("doc_meta", "doc"), ("documents", "id")):
             conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (row[0],))
         _log_change(conn, row[0])
         return row[1] or ""
@@ -218,12 +104,23 @@ def delete(conn: sqlite3.Connection, key: DocumentKey) -> str:
 
 def document(conn: sqlite3.Connection, key: DocumentKey) -> DocumentInfo | None:
     row = conn.execute("SELECT version, title, filename, acl, metadata, chunks FROM documents "
-                       "WHERE tenant = ? AND collection = ? AND doc_id = ? AND version IS NOT NULL",
-                       _key(key)).fetchone()
+                       "WHERE tenant = ? AND collection = ? AND doc_id = ? "
+                       "AND version IS NOT NULL", _key(key)).fetchone()
     if row is None:
         return None
     return DocumentInfo(key=key, version=row[0], title=row[1], filename=row[2],
                         acl=_LIST.decode(row[3]), metadata=_DICT.decode(row[4]), chunks=row[5])
+
+
+def documents(conn: sqlite3.Connection, principal: Principal,
+              collection: str) -> list[DocumentInfo]:
+    where, params = document_filter(principal, [collection] if collection else [], {})
+    rows = conn.execute("SELECT d.tenant, d.collection, d.doc_id, d.version, d.title, d.filename, "
+                        f"d.acl, d.metadata, d.chunks FROM documents AS d WHERE {where} "
+                        "ORDER BY d.collection, d.doc_id", params)
+    return [DocumentInfo(key=DocumentKey(tenant=r[0], collection=r[1], doc_id=r[2]),
+                         version=r[3], title=r[4], filename=r[5], acl=_LIST.decode(r[6]),
+                         metadata=_DICT.decode(r[7]), chunks=r[8]) for r in rows]
 
 
 def count(conn: sqlite3.Connection, tenant: str | None) -> dict[str, int]:
@@ -246,6 +143,14 @@ def stored_chunks(conn: sqlite3.Connection, rowids: list[int]) -> dict[int, Stor
                               title=r[9], section_path=_LIST.decode(r[10])) for r in rows}
 
 
+def tenant_rows(conn: sqlite3.Connection, tenant: str) -> tuple[int, int] | None:
+    """The chunk ids a tenant's chunks take (first, last), or None for an unknown tenant."""
+    row = conn.execute("SELECT id FROM tenants WHERE name = ?", (tenant,)).fetchone()
+    if row is None:
+        return None
+    return row[0] << TENANT_SHIFT, ((row[0] + 1) << TENANT_SHIFT) - 1
+
+
 # --- helpers (inside a write transaction) --------------------------------------------
 
 def _key(key: DocumentKey) -> tuple[str, str, str]:
@@ -262,6 +167,26 @@ def _ensure_document(conn: sqlite3.Connection, key: DocumentKey) -> tuple[int, s
                  "ON CONFLICT DO NOTHING", _key(key))
     return conn.execute("SELECT id, version FROM documents WHERE tenant = ? AND "
                         "collection = ? AND doc_id = ?", _key(key)).fetchone()
+
+
+def _chunk_ids(conn: sqlite3.Connection, doc: DocumentInfo, doc_row: int,
+               chunks: list[ChunkRecord]) -> dict[int, int]:
+    """chunk index → id: the staged row's id, or a new one from the tenant's range."""
+    ids = dict(conn.execute("SELECT idx, id FROM chunks WHERE doc = ? AND version = ?",
+                            (doc_row, doc.version)))
+    fresh = sorted({c.index for c in chunks} - ids.keys())
+    if fresh:
+        conn.execute("INSERT INTO tenants (name) VALUES (?) ON CONFLICT DO NOTHING",
+                     (doc.key.tenant,))
+        tenant, end = conn.execute(
+            "UPDATE tenants SET next_chunk = next_chunk + ? WHERE name = ? "
+            "RETURNING id, next_chunk", (len(fresh), doc.key.tenant)).fetchone()
+        if end >= 1 << TENANT_SHIFT:
+            raise StoreError(f"tenant {doc.key.tenant!r} has used up its "
+                             f"2^{TENANT_SHIFT} chunk ids")
+        base = (tenant << TENANT_SHIFT) + end - len(fresh)
+        ids.update({index: base + i for i, index in enumerate(fresh)})
+    return ids
 
 
 def _staged(conn: sqlite3.Connection, doc_row: int, doc: DocumentInfo) -> int:
