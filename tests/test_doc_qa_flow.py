@@ -163,3 +163,18 @@ async def test_nats_request_reply(qa, nats_server, tmp_path):
     finally:
         await nc.close()
         await sub.unsubscribe()
+
+
+async def test_an_ask_is_one_trace_from_the_client_through_every_operator(qa, tmp_path):
+    from opentelemetry import trace as otel
+    from topology import tracing
+    dep, client = qa
+    await ingest(client, tmp_path, "plants.txt", PLANTS)
+    request = AskRequest(request_id="tracedask1", question="How do ferns reproduce?")
+    [e async for e in client.ask(request)]
+    otel.get_tracer_provider().force_flush()
+    spans = tracing.read_spans(tracing.trace_file(), "tracedask1")
+    names = [s["name"] for s in spans]
+    assert names[0] == "ask" and len({s["trace_id"] for s in spans}) == 1
+    for operator in ("rewrite", "retrieve", "rerank", "answer", "verify"):
+        assert any(operator in n for n in names), names

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import AsyncIterator
 
 import msgspec
+from opentelemetry import trace
 
 from schemas import CONTENT_TYPE, Failure, Headers, Progress, Stage, decoder, encoder
 from schemas.documents import (EVERYONE, Answer, AnswerDelta, AskEvent, AskRequest, DocumentInfo,
@@ -47,15 +48,22 @@ class QaClient:
         s, rid = self.bus.subjects, request.request_id
         subs = [await self.bus.nc.subscribe(s.edge("answers", rid), cb=queue.put),
                 await self.bus.nc.subscribe(s.edge("errors", rid), cb=queue.put)]
+        # The client's span is the root of the ask's trace (`patchwire trace REQUEST_ID`).
+        # Not "current": an async generator's context does not survive its yields.
+        span = trace.get_tracer("patchwire.client").start_span(
+            "ask", attributes={tracing.SESSION: rid, "pw.user": request.principal.user})
         try:
             headers = {Headers.SESSION: rid, Headers.CONTENT_TYPE: CONTENT_TYPE,
                        Headers.DEADLINE: f"{time.time() + self.ask_timeout_s:.3f}"}
-            tracing.inject(headers)
+            tracing.inject(headers, trace.set_span_in_context(span))
             await self.bus.nc.publish(s.edge("questions", rid), self.wire.encode(request),
                                       headers=headers)
             async for event in self._events(queue, rid):
+                if isinstance(event, Answer):
+                    span.set_attribute("pw.outcome", event.outcome)
                 yield event
         finally:
+            span.end()
             for sub in subs:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()

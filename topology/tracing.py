@@ -197,14 +197,16 @@ def operator_span(tracer: trace.Tracer, operator: str, subject: str, headers: Ma
 
 
 def read_spans(path: Path | str, job_id: str) -> list[dict]:
-    """Every span of every trace that has a span with pw.job == job_id, sorted by start."""
+    """Every span of every trace that has a span with pw.job (or pw.session) == job_id,
+    sorted by start: a job's trace, or a request's (an ask is keyed by its request id)."""
     path = Path(path)
     if not path.exists():
         return []
     needle, traces = job_id.encode(), set()
     with path.open("rb") as f:
         for line in f:
-            if needle in line and (rec := _decode(line)) and rec.get("attributes", {}).get(JOB) == job_id:
+            if needle in line and (rec := _decode(line)) and job_id in (
+                    rec.get("attributes", {}).get(JOB), rec.get("attributes", {}).get(SESSION)):
                 traces.add(rec["trace_id"])
     spans, needles = [], [t.encode() for t in traces]
     with path.open("rb") as f:
