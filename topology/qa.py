@@ -22,7 +22,7 @@ import msgspec
 from opentelemetry import trace
 
 from schemas import CONTENT_TYPE, Failure, Headers, Progress, Stage, decoder, encoder
-from schemas.documents import (EVERYONE, Answer, AnswerDelta, AskEvent, AskRequest, DocumentInfo,
+from schemas.documents import (EVERYONE, Answer, AskEvent, AskRequest, DocumentInfo,
                                DocumentKey, Indexed, IngestJob, Principal)
 from topology import tracing
 from topology.bus import Bus

