@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from evals.wer import score_manifest
+from loadtests.results import replace_block
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT.parent / "shared/data/asr/manifest.jsonl"
@@ -145,7 +146,7 @@ def losses_section(report: dict, baseline: dict | None) -> list[str]:
 def render(reports: dict[str, dict], baselines: dict[str, dict], command: str, date: str,
            manifest: Path, limit: int | None) -> str:
     scope = f"first {limit} utterances of" if limit else "every utterance of"
-    lines = ["# ASR evaluation: WER through the transcribe topology", "",
+    lines = ["## ASR evaluation: WER through the transcribe topology", "",
              f"Date: {date}  ", f"Command: `{command}`  ", f"Manifest: {scope} `{manifest}`  ",
              "Pipeline: topology/transcribe.yaml (decode → Silero VAD → faster-whisper int8, "
              "beam 5, 2 CPU threads), one deployment per model, embedded nats-server, "
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m evals.asr " + shlex.join(sys.argv[1:] if argv is None else argv)
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     text = render(reports, baselines, command.strip(), date, args.manifest, args.limit)
-    args.out.write_text(text)
+    replace_block(args.out, "asr", text)   # other evals keep their blocks in the same file
     if args.json:
         args.json.write_text(json.dumps({"pipeline": reports, "engine_alone": baselines}, indent=2))
     print(text)

@@ -139,6 +139,7 @@ class Passage(msgspec.Struct, frozen=True, kw_only=True):
     score: float = 0.0
     vector_rank: int = 0              # 1-based; 0 = not found by that search
     keyword_rank: int = 0
+    keyword_score: float = 0.0        # BM25 (larger is better); 0 = not found by keyword
     relevance: float | None = None    # the reranker's judgement, when it ran
 
 

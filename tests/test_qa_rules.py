@@ -150,3 +150,15 @@ async def test_verify_passes_deltas_and_answers_clarify_and_abstain():
 async def test_rewrite_history_is_kept_in_the_query():
     history = [Turn(role="user", content="Tell me about the Eiffel Tower")]
     assert _ask("How tall is it?", history=history).history == history
+
+
+async def test_rerank_reorders_by_cosine_and_bm25_before_cutting():
+    query = Query(ask=_ask("q"), query="q")
+    fused = [passage(0, "a", relevance=0.35, vector_rank=2, keyword_rank=0),
+             passage(1, "b", relevance=0.60, vector_rank=1, keyword_rank=1, keyword_score=9.0),
+             passage(2, "c", relevance=0.40, vector_rank=3, keyword_rank=2, keyword_score=1.0)]
+    [out] = await drive(Rerank("rerank", RerankConfig(keep=2)), Candidates(query=query, passages=fused))
+    assert [p.index for p in out.passages] == [1, 2]
+    [out] = await drive(Rerank("rerank", RerankConfig(keep=2, method="none")),
+                        Candidates(query=query, passages=fused))
+    assert [p.index for p in out.passages] == [0, 1]

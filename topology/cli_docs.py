@@ -138,6 +138,32 @@ async def cmd_ask(args) -> int:
     return 0 if answer.outcome != "rejected" else 1
 
 
+EVAL_PARTS = ("retrieval", "leak", "grounded")
+
+
+def cmd_eval(args) -> int:
+    """`patchwire eval qa`: SciFact retrieval, the permission leak test, grounded answering on
+    MTRAG (slow: an LLM answers and another judges). Each part writes its block in --out."""
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = set(parts) - set(EVAL_PARTS)
+    if args.product != "qa" or unknown:
+        print(f"patchwire: eval {args.product} {sorted(unknown) or ''}: known: "
+              f"qa with --parts {','.join(EVAL_PARTS)}", file=sys.stderr)
+        return 2
+    out = ["--out", str(args.out)] if args.out else []
+    failed = False
+    if "retrieval" in parts:
+        from evals.scifact import main as retrieval
+        failed |= retrieval(out + (["--limit", str(args.limit)] if args.limit else [])) != 0
+    if "leak" in parts:
+        from evals.leak import main as leak
+        failed |= leak(out) != 0
+    if "grounded" in parts:
+        from evals.grounded import main as grounded
+        failed |= grounded(out + ["--limit", str(args.tasks)]) != 0
+    return 1 if failed else 0
+
+
 def add_commands(sub, setting: dict) -> dict:
     ing = sub.add_parser("ingest", help="add, replace or delete documents for `ask`")
     ing.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (or ids with --delete)")
@@ -155,4 +181,11 @@ def add_commands(sub, setting: dict) -> dict:
     ask.add_argument("--mode", choices=["hybrid", "vector", "keyword"], default="hybrid")
     ask.add_argument("--json", action="store_true", help="print the answer as JSON")
     ask.add_argument("--set", **setting)
-    return {"ingest": cmd_ingest, "ask": cmd_ask}
+    ev = sub.add_parser("eval", help="quality figures: `patchwire eval qa`")
+    ev.add_argument("product", choices=["qa"])
+    ev.add_argument("--parts", default="retrieval,leak",
+                    help="comma-separated: retrieval, leak, grounded (slow, ~1 min a task)")
+    ev.add_argument("--limit", type=int, help="retrieval: only the first N claims")
+    ev.add_argument("--tasks", type=int, default=36, help="grounded: MTRAG tasks (half unanswerable)")
+    ev.add_argument("--out", type=Path, help="write the figures into this RESULTS.md")
+    return {"ingest": cmd_ingest, "ask": cmd_ask, "eval": cmd_eval}

@@ -33,6 +33,7 @@ def passage(hit: Hit) -> Passage:
     return Passage(chunk_id=c.chunk_id, key=c.key, index=c.index, text=c.text, start=c.start,
                    end=c.end, title=c.title, section_path=c.section_path, score=hit.score,
                    vector_rank=hit.vector_rank, keyword_rank=hit.keyword_rank,
+                   keyword_score=hit.keyword_score,
                    relevance=hit.vector_score if hit.vector_rank else None)
 
 

@@ -38,7 +38,7 @@ from typing import Iterator
 
 from operators.store.engine import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2   # 2: tenants and live_chunks tables
 # porter stems English ("running" finds "run"); remove_diacritics 2: "cafe" finds "café"
 TOKENIZER = "porter unicode61 remove_diacritics 2"
 TENANT_SHIFT = 40              # chunk id = tenant number << 40 | the tenant's running count
