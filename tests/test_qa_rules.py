@@ -162,3 +162,21 @@ async def test_rerank_reorders_by_cosine_and_bm25_before_cutting():
     [out] = await drive(Rerank("rerank", RerankConfig(keep=2, method="none")),
                         Candidates(query=query, passages=fused))
     assert [p.index for p in out.passages] == [0, 1]
+
+
+def test_restating_the_question_or_citing_alone_is_not_an_answer():
+    got = check("There should be one [1]. Ferns use spores [2].",
+                [passage(0, "There should be one."), passage(1, PLANT := "Ferns use spores.")],
+                question="Should there be one?")
+    assert got.text == "Ferns use spores [1]." and "adds nothing" in got.removed[0]
+    assert check("[1]", [passage(0, PLANT)]).abstained
+
+
+def test_paraphrased_not_found_is_an_abstention():
+    assert check("The documents do not contain the answer to this.", PASSAGES).abstained
+    assert not check("The tower is 330 metres tall [1].", PASSAGES).abstained
+
+
+def test_abbreviations_and_list_numbers_do_not_end_sentences():
+    assert sentences("Take one (e.g. quinine) daily [1].\n1. First [2]\n2. Second.") == [
+        "Take one (e.g. quinine) daily [1].", "1. First [2]", "2. Second."]

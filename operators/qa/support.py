@@ -12,7 +12,12 @@ import re
 
 WORD = re.compile(r"[A-Za-z\u00C0-\u024F]+(?:'[a-z]+)?|\d+(?:[.,]\d+)*")
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-SENTENCE = re.compile(r"[^\n]+?(?:[.!?]+[\"')\]]*(?=\s|$)|(?=\n)|$)")  # "3.5" stays whole
+# A sentence ends at . ! ? before a space (so "3.5" stays whole), but not after a known
+# abbreviation ("e.g.", "Dr.") or a list number at the start of a line ("1.").
+SENTENCE = re.compile(
+    r"(?:^[ \t]*\d{1,2}\.[ \t]+)?[^\n]+?"
+    r"(?<!\be\.g)(?<!\bi\.e)(?<!\betc)(?<!\bvs)(?<!\bDr)(?<!\bMr)(?<!\bMs)(?<!\bMrs)(?<!\bNo)"
+    r"(?<!\bFig)(?<!\bal)(?:[.!?]+[\"')\]]*(?=\s|$)|(?=\n)|$)", re.MULTILINE)
 LEADING_CITATIONS = re.compile(r"^((?:\[\d{1,3}(?:\s*,\s*\d{1,3})*\]\s*)+)")
 CITATION = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 
@@ -52,11 +57,17 @@ def numbers(text: str) -> set[str]:
 def support(sentence: str, passage: str) -> float:
     """Share of the sentence's content words found in the passage; 0 if a number is missing."""
     words = content_words(strip_citations(sentence))
-    if not words:
-        return 1.0
+    if not words:             # "[1]", "1.", "Yes." say nothing a passage could support
+        return 0.0
     if not numbers(strip_citations(sentence)) <= numbers(passage):
         return 0.0
     return len(words & content_words(passage)) / len(words)
+
+
+def restates(sentence: str, question: str) -> bool:
+    """True when the sentence adds no content word to the question ("There should be one."
+    for "should there be one?"): it passes a lexical test without answering anything."""
+    return content_words(strip_citations(sentence)) <= content_words(question)
 
 
 def best_quote(sentence: str, passage: str) -> tuple[int, int]:

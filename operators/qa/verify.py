@@ -43,7 +43,7 @@ class Verify(Operator[DraftEvent, AskEvent]):
         if query.clarify:
             return Answer(request_id=request_id, text=query.clarify, outcome="clarify",
                           query=query.query, timings=draft.timings)
-        checked = check(draft.text, draft.passages, self.config.threshold)
+        checked = check(draft.text, draft.passages, self.config.threshold, query.query)
         timings = {**draft.timings, "verify_ms": (time.perf_counter() - started) * 1000}
         if checked.abstained:
             text = NOT_FOUND + CLOSEST if draft.passages else NO_DOCUMENTS

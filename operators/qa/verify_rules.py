@@ -5,14 +5,19 @@ For each sentence of the draft:
   - cites passages that do not support it, or cites none, but another passage given to the
     model does support it (small models misnumber) → kept, citing the passage that does;
   - otherwise                                      → removed, with the reason.
-When nothing is left, or the model said it could not find the answer, the answer abstains.
+A sentence that only restates the question is removed too: it passes a lexical test without
+answering. When nothing is left, or the model said it could not find the answer, the answer
+abstains.
 """
 from __future__ import annotations
+
+import re
 
 import msgspec
 
 from operators.qa.assemble import NOT_FOUND
-from operators.qa.support import best_quote, citations, sentences, strip_citations, support
+from operators.qa.support import (best_quote, citations, restates, sentences, strip_citations,
+                                  support)
 from schemas.documents import Citation, Passage
 
 
@@ -23,18 +28,30 @@ class Checked(msgspec.Struct, frozen=True, kw_only=True):
     abstained: bool = False
 
 
+NOT_FOUND_PHRASES = re.compile(
+    r"\b(?:could not|cannot|can't|couldn't|unable to) find\b|\b(?:do|does) not (?:contain|"
+    r"mention|say|provide|include)\b|\bno (?:information|mention)\b|\bnot (?:mentioned|"
+    r"provided|stated|specified) in the (?:documents?|passages?|context)\b", re.IGNORECASE)
+
+
 def said_not_found(text: str) -> bool:
-    head = text.strip().lower()
-    return head.startswith(NOT_FOUND.lower()[:24]) or head.startswith("i could not find")
+    """The model's own "the documents do not say" (worded many ways), at the answer's start."""
+    head = text.strip()
+    return head.lower().startswith(NOT_FOUND.lower()[:24]) or bool(
+        NOT_FOUND_PHRASES.search(head[:160]) and len(head) < 240)
 
 
-def check(draft: str, passages: list[Passage], threshold: float = 0.6) -> Checked:
+def check(draft: str, passages: list[Passage], threshold: float = 0.6,
+          question: str = "") -> Checked:
     if said_not_found(draft) or not draft.strip():
         return Checked(text=NOT_FOUND, abstained=True)
     kept: list[tuple[str, int]] = []       # (sentence without citations, passage index)
     removed: list[str] = []
     for sentence in sentences(draft):
         if said_not_found(sentence):
+            continue
+        if question and restates(sentence, question):
+            removed.append(f"{strip_citations(sentence)} — adds nothing to the question")
             continue
         which, reason = _supporting(sentence, passages, threshold)
         if which is None:
