@@ -42,3 +42,19 @@ def tracing_to_file():
     tracing.setup_tracing("patchwire-tests")
     yield
     tracing.shutdown_tracing()
+
+
+@pytest.fixture(scope="module")
+async def browser():
+    """Headless Debian chromium (infra/browser.sh installs it); absent in CI is a failure."""
+    from tests.browser import Browser, find_chromium
+    binary = find_chromium()
+    if binary is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is not installed in CI: run `bash infra/browser.sh` first")
+        pytest.skip("chromium is not installed: run `bash infra/browser.sh` to get the page tests")
+    launched = await Browser.launch(binary)
+    try:
+        yield launched
+    finally:
+        await launched.close()

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 
 import aiohttp
 import pytest
 import pytest_asyncio
 
-from tests.browser import Browser, find_chromium
 from tests.conftest import ROOT
 from topology import spec as topo_spec
 from topology.app import Deployment
@@ -69,19 +67,6 @@ async def test_http_ingest_then_ask_json_and_stream(gateway):
         async with http.post(f"{gateway}/v1/ask", json={"question": " "}) as r:
             assert r.status == 400
 
-
-@pytest.fixture(scope="module")
-async def browser():
-    binary = find_chromium()
-    if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is not installed in CI: run `bash infra/browser.sh` first")
-        pytest.skip("chromium is not installed: run `bash infra/browser.sh`")
-    launched = await Browser.launch(binary)
-    try:
-        yield launched
-    finally:
-        await launched.close()
 
 
 async def test_page_uploads_asks_and_opens_a_citation(gateway, browser, tmp_path):

@@ -5,14 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 
 import msgspec
-import pytest
 
 from schemas.documents import (Answer, AnswerDelta, AskRequest, Citation, DocumentKey, Passage,
                                Principal, Turn)
-from tests.browser import Browser, find_chromium
 from topology.gateway.auth import load_users
 from topology.gateway.http import make_app, serve
 from topology.gateway.service import IngestTicket, JobEvent
@@ -85,19 +82,6 @@ class PageService:
     async def documents(self, principal, collection=""):
         return []
 
-
-@pytest.fixture(scope="module")
-async def browser():
-    binary = find_chromium()
-    if binary is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is not installed in CI: run `bash infra/browser.sh` first")
-        pytest.skip("chromium is not installed: run `bash infra/browser.sh` to get the page tests")
-    launched = await Browser.launch(binary)
-    try:
-        yield launched
-    finally:
-        await launched.close()
 
 
 @contextlib.asynccontextmanager

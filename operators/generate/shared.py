@@ -8,13 +8,26 @@ last close closes the engine. The engine serialises generations itself (one work
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+from typing import Annotated, Any, AsyncIterator
+
+import msgspec
 
 from operators.generate.engine import Delta, Prompt
 from operators.generate.operator import GenerateConfig
 from schemas import ChatMessage
 
 _engines: dict[tuple, tuple[Any, int]] = {}
+
+
+class LlmSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The LLM part of an operator's config; operators that share the model inherit it."""
+
+    model: str = "qwen2.5-coder-0.5b"    # a name in operators/models.py (embedded engine)
+    gguf: str = ""                        # or any GGUF file
+    context_tokens: Annotated[int, msgspec.Meta(ge=512)] = 4096
+    threads: Annotated[int, msgspec.Meta(ge=1)] = 2
+    base_url: str = ""                    # openai engine: e.g. http://127.0.0.1:8000/v1
+    served_model: str = ""
 
 
 def generate_config(config: Any) -> GenerateConfig:

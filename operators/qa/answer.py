@@ -16,17 +16,12 @@ import msgspec
 from operators.base import Context, Operator
 from operators.documents.chunk import approx_tokens
 from operators.generate.engine import EngineQueue, Prompt
+from operators.generate.shared import LlmSettings
 from operators.qa.assemble import NOT_FOUND, edges_first, messages, within_budget
 from schemas.documents import AnswerDelta, Candidates, Draft, DraftEvent
 
 
-class AnswerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    model: str = "qwen2.5-coder-1.5b"
-    gguf: str = ""
-    context_tokens: Annotated[int, msgspec.Meta(ge=512)] = 4096
-    threads: Annotated[int, msgspec.Meta(ge=1)] = 2
-    base_url: str = ""
-    served_model: str = ""
+class AnswerConfig(LlmSettings, frozen=True, forbid_unknown_fields=True):
     context_budget: Annotated[int, msgspec.Meta(ge=64)] = 900   # tokens of passages
     max_tokens: Annotated[int, msgspec.Meta(ge=16)] = 220
     temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] = 0.0

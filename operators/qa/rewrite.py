@@ -16,7 +16,7 @@ import msgspec
 
 from operators.base import Context, Operator, Reject
 from operators.generate.engine import Prompt
-from operators.generate.shared import complete
+from operators.generate.shared import LlmSettings, complete
 from operators.qa.support import content_words, stem
 from schemas import ChatMessage
 from schemas.documents import AskRequest, Query
@@ -31,13 +31,7 @@ REWRITE_SYSTEM = ("Rewrite the user's last question so that it can be understood
                   '{"query": "..."}.')
 
 
-class RewriteConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    model: str = "qwen2.5-coder-1.5b"
-    gguf: str = ""
-    context_tokens: Annotated[int, msgspec.Meta(ge=512)] = 4096
-    threads: Annotated[int, msgspec.Meta(ge=1)] = 2
-    base_url: str = ""
-    served_model: str = ""
+class RewriteConfig(LlmSettings, frozen=True, forbid_unknown_fields=True):
     max_question_chars: Annotated[int, msgspec.Meta(ge=16)] = 4000
     history_turns: Annotated[int, msgspec.Meta(ge=0)] = 6
 
