@@ -27,7 +27,7 @@ async def gateway(nats_server, tmp_path_factory):
     store = tmp_path_factory.mktemp("store") / "store.sqlite"
     settings = [f"{op}.store={store}" for op in ("chunk", "index", "retrieve")] + [
         "answer.model=smollm2-135m", "rewrite.model=smollm2-135m",
-        "answer.context_tokens=2048", "rewrite.context_tokens=2048"]
+        "answer.context_tokens=2048", "rewrite.context_tokens=2048", "answer.max_tokens=96"]
     topo = topo_spec.override(topo_spec.load(ROOT / "topology/doc_qa.yaml"), settings)
     dep = await Deployment.open(topo, nats_server.url, "tdocpage")
     await dep.start_operators()
