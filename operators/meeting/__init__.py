@@ -1,0 +1,1 @@
+"""Meeting transcriber steps after ASR: summary (map-reduce, grounded), redaction, output formats."""
