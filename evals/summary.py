@@ -16,7 +16,8 @@ reference "Summarize the whole meeting." answer:
   installed, msgspec's decoder always), and the map steps whose JSON decoded;
 - grounding: the share of merged items whose cited segments lexically support them (before
   the summary drops the others: after it, 100 % by construction), and the share of the
-  final items an independent LLM judge (evals/judge.py) says their cited segments support.
+  final items an LLM judge (evals/judge.py, a yes/no entailment prompt) says their cited
+  segments support.
 
 Meetings go in a fixed order that mixes series and phases (ES2004a, ES2011b, IS1003c,
 TS3004d, TS3011a, ES2004b, …), so a small --limit is not only kick-off meetings and is a
@@ -312,8 +313,10 @@ def render(records: list[dict], settings: dict, command: str, date: str) -> str:
         "Data: QMSum `Product_test` reference transcripts (speaker turns, annotation marks "
         "removed, times estimated); reference: the general \"Summarize the whole meeting.\" "
         "answer. ROUGE on lower-cased alphanumeric tokens, no stemming. Lexical support is the "
-        "summariser's own test, so the final items pass it by construction; the judge is an "
-        "independent LLM. Seconds are the model's time per meeting, each generation measured when it "
+        "summariser's own test, so the final items pass it by construction; the judge "
+        "(evals/judge.py) asks an LLM a yes/no entailment question about each final item and "
+        "its cited segments: a different test, but when it is the summariser's own model it is "
+        "not an independent one. Seconds are the model's time per meeting, each generation measured when it "
         "ran (cached generations keep their time), on a shared 2-core machine.", "",
         *headline(records, scores), "", *table(records, scores), "", *examples(records[0])])
 
