@@ -25,6 +25,7 @@ import numpy as np
 
 from evals.der import DerResult, der
 from operators.diarize import Diarizer, DiarizeConfig, Turn, read_rttm, read_uem
+from operators.audio_io import load_16k
 from operators.diarize.embedder import SpeakerEmbedder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,15 +46,6 @@ class Clip(msgspec.Struct):
     pcm: np.ndarray
     reference: list[Turn]
     uem: list[tuple[float, float]]
-
-
-def load_16k(path: Path) -> np.ndarray:
-    import av
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=16_000)
-    with av.open(str(path)) as c:
-        frames = [o for f in c.decode(audio=0) for o in resampler.resample(f)]
-    frames += resampler.resample(None)
-    return np.concatenate([f.to_ndarray()[0] for f in frames]).astype(np.float32) / 32768
 
 
 def load_split(split: str) -> list[Clip]:

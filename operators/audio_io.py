@@ -162,3 +162,14 @@ def _header(fmt: bytes, data_bytes: int, offset: int) -> WavHeader | None:
     _, channels, rate, _, _, bits = struct.unpack("<HHIIHH", fmt[:16])
     return WavHeader(sample_rate=rate, channels=channels, bits=bits,
                      data_bytes=data_bytes, data_offset=offset)
+
+
+def load_16k(path: Path) -> np.ndarray:
+    """A whole (short) file as float32 16 kHz mono, for evaluations and engine-level tests;
+    operators stream instead (operators/decode)."""
+    import av   # only here: the rest of this module needs no codec
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=16_000)
+    with av.open(str(path)) as c:
+        frames = [o for f in c.decode(audio=0) for o in resampler.resample(f)]
+    frames += resampler.resample(None)
+    return np.concatenate([f.to_ndarray()[0] for f in frames]).astype(np.float32) / 32768

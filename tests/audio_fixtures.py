@@ -15,6 +15,7 @@ import numpy as np
 from evals.wer import wer as evals_wer
 import pytest
 
+from operators.audio_io import load_16k  # noqa: F401  (tests import it from here)
 from operators.base import Context, Operator
 from operators.testing import MemoryBlobStore
 from schemas import DecodedAudio, Message, TranscribeJob
@@ -98,15 +99,6 @@ def truncated(src: Path, dst: Path, fraction: float = 0.5) -> Path:
     data = src.read_bytes()
     dst.write_bytes(data[: int(len(data) * fraction)])
     return dst
-
-
-def load_16k(path: Path) -> np.ndarray:
-    """A whole (short) file as float32 16 kHz mono, for engine-level tests."""
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=16_000)
-    with av.open(str(path)) as c:
-        frames = [o for f in c.decode(audio=0) for o in resampler.resample(f)]
-    frames += resampler.resample(None)
-    return np.concatenate([f.to_ndarray()[0] for f in frames]).astype(np.float32) / 32768
 
 
 # --- driving operators ------------------------------------------------------------------

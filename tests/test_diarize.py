@@ -21,6 +21,7 @@ from operators.diarize.embedder import sliding_windows
 from operators.diarize.fbank import fbank, num_frames
 from operators.diarize.rttm import RttmError, write_uem
 from operators.diarize.torch_zip import TorchZipError, load_state_dict
+from evals.diarization import union
 from tests.audio_fixtures import DATA, load_16k
 
 MIXTURE = DATA / "diarization" / "ami_mixture_es2004a"
@@ -32,15 +33,6 @@ needs_mixture = pytest.mark.skipif(not MIXTURE.exists(), reason=f"no shared data
 def diarizer() -> Diarizer:
     return Diarizer(DiarizeConfig())
 
-
-def union(turns: list[Turn]) -> list[tuple[float, float]]:
-    spans: list[list[float]] = []
-    for t in sorted(turns, key=lambda t: t.start):
-        if spans and t.start <= spans[-1][1]:
-            spans[-1][1] = max(spans[-1][1], t.end)
-        else:
-            spans.append([t.start, t.end])
-    return [tuple(s) for s in spans]
 
 
 # --- without the model -------------------------------------------------------------------
