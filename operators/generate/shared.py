@@ -7,7 +7,6 @@ last close closes the engine. The engine serialises generations itself (one work
 """
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any, AsyncIterator
 
 import msgspec
@@ -101,5 +100,4 @@ async def complete(engine: Any, prompt: Prompt) -> tuple[str, Delta]:
             last = delta
     finally:
         await stream.aclose()
-    await asyncio.sleep(0)
     return "".join(parts), last
