@@ -18,6 +18,10 @@ OPERATORS: dict[str, str] = {
     "rerank": "operators.qa.rerank:Rerank",
     "answer": "operators.qa.answer:Answer",
     "verify": "operators.qa.verify:Verify",
+    "diarize": "operators.diarize.operator:Diarize",
+    "cleanup": "operators.meeting.cleanup:Cleanup",
+    "summarize": "operators.meeting.summarize:Summarize",
+    "archive": "operators.meeting.archive:Archive",
     "echo": "operators.echo:Echo",
     "failures": "operators.echo:FailureLog",
 }
@@ -36,6 +40,9 @@ ENGINES: dict[str, dict[str, str]] = {
                 "openai": "operators.generate.shared:shared_openai"},
     "answer": {"embedded": "operators.generate.shared:shared_llama",
                "openai": "operators.generate.shared:shared_openai"},
+    "diarize": {"embedded": "operators.diarize.diarizer:Diarizer"},   # CAM++ in numpy
+    "summarize": {"embedded": "operators.generate.shared:shared_llama",
+                  "openai": "operators.generate.shared:shared_openai"},
     "generate": {"embedded": "operators.generate.llama:LlamaEngine",
                  "openai": "operators.generate.openai:OpenAiEngine"},
 }

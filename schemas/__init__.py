@@ -7,6 +7,8 @@ from schemas.control import Cancel, Ping, Progress, Stage
 from schemas.documents import (Answer, AnswerDelta, AskEvent, AskRequest, Candidates, ChunkBatch,
                                Draft, DraftEvent, EmbeddedBatch, Indexed, IngestJob, Query)
 from schemas.failure import Failure, FailureCategory
+from schemas.meeting import MeetingMinutes, MeetingSummary
+from schemas.meeting_info import MeetingInfo
 from schemas.llm import (ChatMessage, FinishReason, GenerateEvent, GenerateRequest, GenerateResult,
                          SentenceDelta, TokenDelta, ToolCall, ToolSpec, Usage)
 from schemas.speech import Span, SpeechSegments, Transcript, TranscriptSegment, Word
@@ -17,7 +19,7 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         TranscribeJob, DecodedAudio, AudioFrame, SpeechSegments, Transcript,
         Failure, Progress, Cancel, Ping, GenerateRequest, TokenDelta, SentenceDelta,
         GenerateResult, IngestJob, ChunkBatch, EmbeddedBatch, Indexed, AskRequest, Query,
-        Candidates, AnswerDelta, Draft, Answer,
+        Candidates, AnswerDelta, Draft, Answer, MeetingSummary, MeetingMinutes,
     )
 }
 
@@ -51,5 +53,5 @@ __all__ = [
     "AudioFrame", "CONTENT_TYPE", "Cancel", "DecodedAudio", "Failure", "FailureCategory",
     "Headers", "MESSAGE_TYPES", "Message", "ObjectRef", "Ping", "Progress", "Span",
     "SpeechSegments", "Stage", "TranscribeJob", "Transcript", "TranscriptSegment", "Word",
-    "decoder", "encoder", "message_type",
+    "decoder", "encoder", "message_type", "MeetingInfo", "MeetingMinutes", "MeetingSummary",
 ]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from schemas.base import Message, ObjectRef
+from schemas.meeting_info import MeetingInfo
 
 
 class TranscribeJob(Message, frozen=True):
@@ -12,6 +13,7 @@ class TranscribeJob(Message, frozen=True):
     filename: str = ""
     language: str = "en"
     prompt: str = ""
+    meeting: MeetingInfo | None = None    # set by the meeting transcriber; carried to the end
 
 
 class DecodedAudio(Message, frozen=True):
@@ -27,6 +29,8 @@ class DecodedAudio(Message, frozen=True):
     warnings: list[str] = []
     language: str = "en"
     prompt: str = ""
+    meeting: MeetingInfo | None = None
+    source: ObjectRef | None = None       # the file it came from (retention deletes both)
 
 
 class AudioFrame(Message, frozen=True, gc=False):

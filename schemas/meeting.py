@@ -11,7 +11,9 @@ from typing import Annotated
 
 import msgspec
 
-from schemas.base import Message
+from schemas.base import Message, ObjectRef
+from schemas.meeting_info import MeetingInfo
+from schemas.speech import Transcript
 
 SCHEMA_ID = "https://patchwire.dev/schemas/meeting-summary.json"
 
@@ -55,6 +57,18 @@ class MeetingSummary(Message, frozen=True):
     model: str = ""
     sections: int = 0              # transcript sections summarised separately (map steps)
     removed: list[str] = []        # items dropped because their cited segments did not support them
+    warnings: list[str] = []
+
+
+class MeetingMinutes(Message, frozen=True):
+    """A filed meeting: the speaker-attributed transcript, its summary and what was asked for."""
+
+    job_id: str
+    transcript: Transcript
+    summary: MeetingSummary | None = None
+    info: MeetingInfo = MeetingInfo()
+    audio: ObjectRef | None = None   # 16 kHz mono s16le PCM, for playback (None once deleted)
+    document_id: str = ""            # the transcript's id in the QA store ("" when not indexed)
     warnings: list[str] = []
 
 

@@ -47,6 +47,9 @@ class Transcript(Message, frozen=True):
     duration_s: float = 0.0
     model: str = ""
     warnings: list[str] = []
+    # Set when the ASR is asked to pass the audio on (a meeting: diarization reads it again).
+    audio: DecodedAudio | None = None
+    speech: list[Span] = []
 
     @property
     def text(self) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import msgspec
 
-from topology import cli_docs
+from topology import cli_docs, cli_meeting
 from topology import spec as topo_spec
 
 HERE = Path(__file__).resolve().parent
@@ -192,6 +192,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("topology")
     c.add_argument("--set", **setting)
     COMMANDS.update(cli_docs.add_commands(sub, setting))
+    COMMANDS.update(cli_meeting.add_commands(sub, setting))
     return p
 
 

@@ -24,6 +24,7 @@ from schemas import Span, SpeechSegments, Transcript, TranscriptSegment
 PAD_S = 0.3  # speech onsets sit before the VAD start; 0.1 s cut first words (evals/RESULTS.md)
 KEEP_GAP_S = 0.5     # shorter pauses stay in the audio (Whisper punctuates from them)
 PROMPT_WORDS = 40    # of the previous window's text, passed on as the next prompt
+RETRY_UNPROMPTED_S = 2.0   # a window this long that came back empty is tried without prompt
 
 
 class Transcriber(Protocol):
@@ -43,6 +44,7 @@ class AsrConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_window_s: Annotated[float, msgspec.Meta(gt=1.0, le=30.0)] = 30.0
     language: str = ""    # "" takes the message's language; "auto" detects (multilingual only)
     cpu_threads: Annotated[int, msgspec.Meta(ge=1)] = 2
+    pass_audio: bool = False  # put the audio and speech spans on the Transcript (diarization)
 
     def __post_init__(self) -> None:
         if MODELS.get(self.model) is None or MODELS[self.model].kind != "asr":
@@ -138,7 +140,9 @@ class Asr(Operator[SpeechSegments, Transcript]):
                 segments = await self._transcribe(windows, pcm, audio.prompt, language, ctx)
         yield Transcript(job_id=msg.job_id, segments=segments, language=language or "auto",
                          duration_s=audio.duration_s, model=self.engine.model,
-                         warnings=[*audio.warnings, *warnings])
+                         warnings=[*audio.warnings, *warnings],
+                         audio=audio if self.config.pass_audio else None,
+                         speech=msg.segments if self.config.pass_audio else [])
 
     def _language(self, from_message: str) -> tuple[str, list[str]]:
         wanted = self.config.language or from_message
@@ -156,6 +160,10 @@ class Asr(Operator[SpeechSegments, Transcript]):
         for window in windows:
             full_prompt = " ".join(p for p in (prompt, _tail(previous)) if p)
             found = await run_settled(self._window, window, pcm, full_prompt, language)
+            if not found and full_prompt and window.length >= RETRY_UNPROMPTED_S:
+                # A prompt can make a small Whisper skip a whole window (tiny.en does with
+                # "Ana, Tom." on AMI); silence would have been found without it too.
+                found = await run_settled(self._window, window, pcm, "", language)
             out += found
             previous = " ".join(s.text.strip() for s in found) or previous
             done += window.length

@@ -56,7 +56,8 @@ class Decode(Operator[TranscribeJob, DecodedAudio]):
             job_id=job.job_id, pcm=ref, sample_rate=self.config.sample_rate,
             duration_s=decoder.seconds, source_format=decoder.source_format,
             source_sample_rate=decoder.source_rate, source_channels=decoder.source_channels,
-            warnings=decoder.warnings, language=job.language, prompt=job.prompt)
+            warnings=decoder.warnings, language=job.language, prompt=job.prompt,
+            meeting=job.meeting, source=job.audio)
 
     async def _decode_all(self, decoder: _Decoder, ctx: Context) -> None:
         while not decoder.finished:

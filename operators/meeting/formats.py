@@ -181,6 +181,11 @@ def to_markdown(t: Transcript, summary: MeetingSummary | None = None, title: str
 
 # ---- any ---------------------------------------------------------------------------------
 
+def published(t: Transcript) -> Transcript:
+    """The transcript as users get it: without the pipeline's audio reference and VAD spans."""
+    return msgspec.structs.replace(t, audio=None, speech=[])
+
+
 def render(fmt: Format | str, t: Transcript, summary: MeetingSummary | None = None) -> bytes:
     """The file of format `fmt`; the summary is needed for "summary" and used by "md"."""
     fmt = Format(fmt)
@@ -188,7 +193,7 @@ def render(fmt: Format | str, t: Transcript, summary: MeetingSummary | None = No
         if summary is None:
             raise ValueError("the summary format needs a MeetingSummary")
         return msgspec.json.encode(summary)
-    text = {Format.JSON: lambda: msgspec.json.encode(t).decode(),
+    text = {Format.JSON: lambda: msgspec.json.encode(published(t)).decode(),
             Format.SRT: lambda: to_srt(t), Format.VTT: lambda: to_webvtt(t),
             Format.RTTM: lambda: to_rttm(t), Format.MARKDOWN: lambda: to_markdown(t, summary)}[fmt]()
     return text.encode()

@@ -146,7 +146,8 @@ def redact_words(words: list[Word], names: Iterable[str], kinds: frozenset) -> l
     """Words of a redacted run become one word, the mask, spanning the run's times; data
     split over several words (a phone number said in groups) is found on the joined text."""
     text, spans = "", []
-    for w in words:
+    for w in words:     # ASR words come stripped: join them with spaces, as they were said
+        text += "" if not text or w.word.startswith(" ") else " "
         spans.append((len(text), len(text) + len(w.word)))
         text += w.word
     out: list[Word] = []
