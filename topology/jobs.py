@@ -63,6 +63,8 @@ class JobWatch:
     async def __aexit__(self, *exc) -> None:
         for sub in self.subs:
             await sub.unsubscribe()
+        if self.done.done() and not self.done.cancelled():
+            self.done.exception()   # a watch left unawaited (its job failed elsewhere): seen
 
     async def _result(self, msg) -> None:
         if self.done.done():

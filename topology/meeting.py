@@ -92,7 +92,7 @@ async def transcribe_meeting(bus: Bus, blobs, path: Path, info: MeetingInfo, *,
             await submit(bus, blobs, path, info, job_id=job_id, language=language)
             minutes = await m.wait(timeout)
             indexed = None
-            if info.index:
+            if minutes.document_id:     # set when the meeting goes to the QA store
                 left = None if timeout is None else max(1.0, timeout - (time.monotonic() - started))
                 indexed = await ix.wait(left)
         return minutes, indexed

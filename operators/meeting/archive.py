@@ -3,8 +3,8 @@
 Files the minutes (`<job>/minutes.json` in the object store, for the gateway and later
 reads), applies the audio retention the user asked for, and hands the transcript to the
 ingest path (chunk → embed → index) in the meeting's collection with the meeting's ACL, so
-"what did we decide about the budget?" finds the moment it was said. A meeting filed with
-index=false ends here.
+"what did we decide about the budget?" finds the moment it was said. A meeting without a
+document id (filed with index=false, or silent) ends here.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def minutes_name(job_id: str) -> str:
 
 def document_filename(minutes: MeetingMinutes) -> str:
     """The title the QA store shows for the meeting (its file name's stem)."""
-    title = UNSAFE.sub(" ", minutes.info.title).strip()[:120]
+    title = " ".join(UNSAFE.sub(" ", minutes.info.title).split())[:120]
     return f"{title or 'Meeting ' + minutes.job_id}.json"
 
 
@@ -46,11 +46,9 @@ class Archive(Operator[MeetingMinutes, IngestJob]):
         if not info.keep_audio:
             await self._forget_audio(msg, ctx)
             msg = msgspec.structs.replace(msg, audio=None)
-        if info.index:
-            msg = msgspec.structs.replace(msg, document_id=document_id(msg.job_id))
         await self._put(ctx, minutes_name(msg.job_id), msgspec.json.encode(msg),
                         "application/json")
-        if not info.index:
+        if not msg.document_id:     # summarize decided: not asked for, or nothing to search
             return
         body = msgspec.json.encode(published(msg.transcript))
         ref = await self._put(ctx, f"{msg.job_id}/transcript.json", body, "application/json")

@@ -14,6 +14,7 @@ import msgspec
 
 from operators.base import Context, Operator
 from operators.generate.shared import LlmSettings
+from operators.meeting.archive import document_id
 from operators.meeting.summary import Caps, SummaryConfig, summarize
 from schemas import MeetingInfo, MeetingMinutes, Transcript
 
@@ -54,5 +55,9 @@ class Summarize(Operator[Transcript, MeetingMinutes]):
                 await ctx.progress(done, total, note)
             summary = await summarize(msg, self.engine, self.config.summary(), report)
             summary = msgspec.structs.replace(summary, job_id=msg.job_id)
+        if info.index and not msg.segments:
+            warnings.append("not indexed: the transcript is empty")
         yield MeetingMinutes(job_id=msg.job_id, transcript=msg, summary=summary, info=info,
-                             audio=msg.audio.pcm if msg.audio else None, warnings=warnings)
+                             audio=msg.audio.pcm if msg.audio else None, warnings=warnings,
+                             document_id=document_id(msg.job_id) if info.index and msg.segments
+                             else "")
