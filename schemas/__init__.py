@@ -12,6 +12,9 @@ from schemas.meeting_info import MeetingInfo
 from schemas.llm import (ChatMessage, FinishReason, GenerateEvent, GenerateRequest, GenerateResult,
                          SentenceDelta, TokenDelta, ToolCall, ToolSpec, Usage)
 from schemas.speech import Span, SpeechSegments, Transcript, TranscriptSegment, Word
+from schemas.voice import (AgentEvent, AgentSentence, AgentTurnDone, HearEvent, Interrupt, Partial,
+                           SessionClosed, Spoken, SpeechAudio, SpeechStarted, ToolActivity,
+                           TurnDiscarded, UserTurn)
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
     t.__name__: t
@@ -20,12 +23,15 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         Failure, Progress, Cancel, Ping, GenerateRequest, TokenDelta, SentenceDelta,
         GenerateResult, IngestJob, ChunkBatch, EmbeddedBatch, Indexed, AskRequest, Query,
         Candidates, AnswerDelta, Draft, Answer, MeetingSummary, MeetingMinutes,
+        SpeechStarted, Partial, Interrupt, UserTurn, TurnDiscarded, Spoken, SessionClosed,
+        AgentSentence, ToolActivity, AgentTurnDone, SpeechAudio,
     )
 }
 
 # Tagged unions that one subject may carry, by name.
 UNIONS: dict[str, object] = {"GenerateEvent": GenerateEvent, "DraftEvent": DraftEvent,
-                             "AskEvent": AskEvent}
+                             "AskEvent": AskEvent, "HearEvent": HearEvent,
+                             "AgentEvent": AgentEvent}
 
 
 def message_type(name: str):
@@ -54,4 +60,7 @@ __all__ = [
     "Headers", "MESSAGE_TYPES", "Message", "ObjectRef", "Ping", "Progress", "Span",
     "SpeechSegments", "Stage", "TranscribeJob", "Transcript", "TranscriptSegment", "Word",
     "decoder", "encoder", "message_type", "MeetingInfo", "MeetingMinutes", "MeetingSummary",
+    "AgentEvent", "AgentSentence", "AgentTurnDone", "HearEvent", "Interrupt", "Partial",
+    "SessionClosed", "Spoken", "SpeechAudio", "SpeechStarted", "ToolActivity", "TurnDiscarded",
+    "UserTurn",
 ]

@@ -39,3 +39,6 @@ class AudioFrame(Message, frozen=True, gc=False):
     seq: int
     pcm: bytes
     sample_rate: int = 16_000
+    playing: bool = False     # the agent's audio is playing at the client (barge-in context)
+    user: str = ""            # who speaks (set by the gateway on the session's first frames)
+    last: bool = False        # hang-up: the session ends after this frame

@@ -32,6 +32,7 @@ class Cancel(Message, frozen=True):
     session_id: str = ""
     job_id: str = ""
     reason: str = ""
+    operators: list[str] = []   # only these operators stop (empty: all); barge-in spares `listen`
 
 
 class Ping(Message, frozen=True):

@@ -109,3 +109,28 @@ class Waiter(Operator[Ping, Ping]):
             await asyncio.Event().wait()
         finally:
             Waiter.stopped.append(ctx.session_id or ctx.job_id)
+
+
+class Jittery(Operator[Ping, Ping]):
+    """Sleeps a pseudo-random time per message, then echoes it: without ordering, a session's
+    later messages overtake earlier ones."""
+
+    kind = "jittery"
+    input_type = Ping
+    output_type = Ping
+
+    async def process(self, msg: Ping, ctx: Context) -> AsyncIterator[Ping]:
+        await asyncio.sleep(((msg.seq * 7919) % 10) / 200)
+        yield Ping(seq=msg.seq, payload=ctx.session_id.encode())
+
+
+class Sleeper(Operator[Ping, Ping]):
+    """Works for `seq` tenths of a second, then yields: something for a Cancel to stop."""
+
+    kind = "sleeper"
+    input_type = Ping
+    output_type = Ping
+
+    async def process(self, msg: Ping, ctx: Context) -> AsyncIterator[Ping]:
+        await asyncio.sleep(msg.seq / 10)
+        yield msg

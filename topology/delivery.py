@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import zlib
 from typing import Awaitable, Callable
 
 from nats.aio.msg import Msg
@@ -156,3 +157,32 @@ class RealtimeQueue:
         end = time.monotonic() + grace
         while not self.queue.empty() and time.monotonic() < end:
             await asyncio.sleep(0.05)
+
+
+class OrderedRealtimeQueue:
+    """Realtime messages sharded by session over one queue and worker each: a session's frames
+    are handled in arrival order, never two at once, while other sessions go on in the other
+    shards. Each shard drops its oldest message when full, as RealtimeQueue does."""
+
+    def __init__(self, size: int, shards: int):
+        self.shards = [RealtimeQueue(size) for _ in range(max(1, shards))]
+
+    @property
+    def dropped(self) -> int:
+        return sum(q.dropped for q in self.shards)
+
+    def shard(self, msg: Msg) -> RealtimeQueue:
+        key = (msg.headers or {}).get("Pw-Session") or msg.subject.rpartition(".")[2]
+        return self.shards[zlib.crc32(key.encode()) % len(self.shards)]
+
+    async def on_msg(self, msg: Msg) -> None:
+        await self.shard(msg).on_msg(msg)
+
+    async def work_shard(self, index: int, handler: Handler) -> None:
+        await self.shards[index].work(handler)
+
+    async def wait_empty(self, grace: float) -> None:
+        end = time.monotonic() + grace
+        for q in self.shards:
+            await q.wait_empty(max(0.0, end - time.monotonic()))
+

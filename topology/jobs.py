@@ -130,9 +130,11 @@ async def transcribe_file(bus: Bus, blobs, path: Path, *, input_edge: str = "job
         return result
 
 
-async def cancel(bus: Bus, session_id: str = "", job_id: str = "", reason: str = "") -> None:
-    """Stop a session's or a job's work in every operator now (barge-in, a user's cancel)."""
+async def cancel(bus: Bus, session_id: str = "", job_id: str = "", reason: str = "",
+                 operators: list[str] | None = None) -> None:
+    """Stop a session's or a job's work now (barge-in, a user's cancel): in every operator,
+    or only in those named."""
     key = session_id or job_id
     await bus.nc.publish(bus.subjects.cancel(key), msgspec.msgpack.encode(
-        Cancel(session_id=session_id, job_id=job_id, reason=reason)))
+        Cancel(session_id=session_id, job_id=job_id, reason=reason, operators=operators or [])))
     await bus.nc.flush()

@@ -30,7 +30,7 @@ from operators.base import Busy, Context, Reject
 from schemas import Cancel, FailureCategory, Headers, Message, Stage, decoder
 from topology import tracing
 from topology.bus import Bus
-from topology.delivery import Delivery, Inflight, RealtimeQueue, pull_loop
+from topology.delivery import Delivery, Inflight, OrderedRealtimeQueue, RealtimeQueue, pull_loop
 from topology.graph import Bound
 from topology.publish import Publisher
 from topology.spec import Mode, TopologySpec
@@ -53,7 +53,7 @@ class OperatorRunner:
         self.tasks: list[asyncio.Task] = []
         self.sub = None
         self.control = None
-        self.realtime: RealtimeQueue | None = None
+        self.realtime: RealtimeQueue | OrderedRealtimeQueue | None = None
         self.working: dict[str, set[asyncio.Task]] = {}   # session/job id -> its handlers
         self.cancelled: set[asyncio.Task] = set()          # cancelled by a Cancel, not shutdown
 
@@ -68,13 +68,17 @@ class OperatorRunner:
             self.tasks.append(asyncio.create_task(
                 pull_loop(psub, self._handle, self.inflight, self.stopping), name=f"{self.spec.name}:pull"))
             return
-        self.realtime = RealtimeQueue(self.spec.queue)
+        if self.spec.ordered:
+            self.realtime = OrderedRealtimeQueue(self.spec.queue, self.spec.concurrency)
+        else:
+            self.realtime = RealtimeQueue(self.spec.queue)
         self.sub = await self.bus.nc.subscribe(self.bus.subjects.edge_filter(self.spec.input),
                                                queue=self.spec.name, cb=self.realtime.on_msg)
         await self.bus.nc.flush()  # the server knows the subscription before we say "serving"
         for i in range(self.spec.concurrency):
-            self.tasks.append(asyncio.create_task(self.realtime.work(self._handle),
-                                                  name=f"{self.spec.name}:worker{i}"))
+            work = (self.realtime.work_shard(i, self._handle) if self.spec.ordered
+                    else self.realtime.work(self._handle))
+            self.tasks.append(asyncio.create_task(work, name=f"{self.spec.name}:worker{i}"))
 
     async def _consumer(self):
         """Create or update the durable consumer (its config follows the YAML), then bind to it."""
@@ -154,6 +158,8 @@ class OperatorRunner:
             cancel = msgspec.msgpack.decode(msg.data, type=Cancel)
         except msgspec.DecodeError:
             log.warning("%s: undecodable Cancel on %s", self.spec.name, msg.subject)
+            return
+        if cancel.operators and self.spec.name not in cancel.operators:
             return
         tasks = {t for key in (cancel.session_id, cancel.job_id) if key
                  for t in self.working.get(key, ())}

@@ -29,6 +29,9 @@ class OperatorSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     config: dict[str, Any] = {}
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 1  # messages in flight per replica
     queue: Annotated[int, msgspec.Meta(ge=1)] = 256  # realtime: buffered before drops are counted
+    # realtime: one session's messages are handled in order, one at a time (sessions are
+    # spread over `concurrency` workers); for operators that keep per-session stream state
+    ordered: bool = False
     shutdown_grace_s: Annotated[float, msgspec.Meta(ge=0)] = 30.0
 
 

@@ -1,0 +1,78 @@
+"""Realtime operators over a real nats-server: per-session ordering (`ordered: true`) and
+Cancels aimed at some operators only (barge-in stops the agent, not the listener)."""
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+
+from schemas import Headers, Ping
+from tests.bus_helpers import collect, deploy, send
+from topology import spec as topo_spec
+from topology.jobs import cancel
+
+ENC = msgspec.msgpack.Encoder()
+
+
+def realtime(kind: str, ordered: bool, concurrency: int = 4) -> topo_spec.TopologySpec:
+    return topo_spec.parse(f"""
+name: t
+edges:
+  pings: {{type: Ping, mode: realtime}}
+  pongs: {{type: Ping, mode: realtime}}
+  errors: {{type: Failure}}
+inputs: [pings]
+outputs: [pongs, errors]
+operators:
+  - {{name: op, kind: "{kind}", input: pings, output: pongs, concurrency: {concurrency},
+      ordered: {str(ordered).lower()}}}
+""")
+
+
+async def _run_sessions(dep, sessions: list[str], per_session: int) -> dict[str, list[int]]:
+    _, got, done = await collect(dep, "pongs", len(sessions) * per_session)
+    for i in range(per_session):
+        for s in sessions:
+            await send(dep, ENC.encode(Ping(seq=i)), job="", durable=False, **{Headers.SESSION: s})
+    await asyncio.wait_for(done.wait(), 30)
+    order: dict[str, list[int]] = {s: [] for s in sessions}
+    for subject, body, _ in got:
+        order[subject.rpartition(".")[2]].append(body["seq"])
+    return order
+
+
+async def test_ordered_keeps_each_sessions_messages_in_order(nats_server, namespace):
+    dep = await deploy(realtime("tests.helpers:Jittery", ordered=True), nats_server, namespace)
+    try:
+        order = await _run_sessions(dep, ["s1", "s2", "s3"], 20)
+        assert all(seqs == list(range(20)) for seqs in order.values()), order
+    finally:
+        await dep.close()
+
+
+async def test_unordered_workers_let_later_messages_overtake(nats_server, namespace):
+    """The control: the same jitter without ordering reorders (so the test above can fail)."""
+    dep = await deploy(realtime("tests.helpers:Jittery", ordered=False), nats_server, namespace)
+    try:
+        order = await _run_sessions(dep, ["s1"], 20)
+        assert order["s1"] != list(range(20)) and sorted(order["s1"]) == list(range(20))
+    finally:
+        await dep.close()
+
+
+async def test_a_cancel_for_other_operators_leaves_this_ones_work_alone(nats_server, namespace):
+    dep = await deploy(realtime("tests.helpers:Sleeper", ordered=True), nats_server, namespace)
+    try:
+        _, got, done = await collect(dep, "pongs", 1)
+        await send(dep, ENC.encode(Ping(seq=5)), job="", durable=False, **{Headers.SESSION: "s9"})
+        await asyncio.sleep(0.2)
+        await cancel(dep.bus, session_id="s9", operators=["agent"])     # not "op"
+        await asyncio.wait_for(done.wait(), 10)                          # it finished anyway
+        _, got2, done2 = await collect(dep, "pongs", 1)
+        await send(dep, ENC.encode(Ping(seq=30)), job="", durable=False, **{Headers.SESSION: "s9"})
+        await asyncio.sleep(0.2)
+        await cancel(dep.bus, session_id="s9", operators=["op"])
+        await asyncio.sleep(3.5)
+        assert got2 == []                                                # this one was stopped
+    finally:
+        await dep.close()
