@@ -56,7 +56,7 @@ class Durability(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class GatewaySpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The HTTP gateway `patchwire up` serves for a product (its page, JSON and SSE)."""
 
-    service: str                          # "qa": the document QA bot
+    service: str                          # "qa" (document QA), "meetings", "voice"
     host: str = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8080
     users: str = ""                       # users file (tokens → principals); "" = anonymous

@@ -8,6 +8,7 @@
     GET    /v1/jobs/{job_id}/events           SSE: progress… (ends after the final one)
     GET    /v1/documents?collection=          {"documents": [DocumentInfo…]}
     DELETE /v1/documents/{collection}/{doc_id}  202 IngestTicket
+    ...    /v1/meetings…                      the meeting transcriber (http_meetings.py)
 
 Who asks always comes from the credentials (auth.py), never from the body; a document's
 tenant is always the caller's. Errors are {"error": {"code", "message"}} with the status.
@@ -53,6 +54,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     max_body_bytes: int = 256 * 1024          # a whole /v1/ask body, history included
     max_upload_bytes: int = 50 * 1024 * 1024  # per file
     max_files: int = 20                        # per upload request
+    max_recording_bytes: int = 2 * 1024 ** 3   # a meeting (4 h of 44.1 kHz stereo WAV: 2.5 GB)
     upload_dir: str = ""                       # temp files go here ("": the system's)
     heartbeat_s: float = 15.0                  # SSE comment while the service is quiet
 
@@ -75,19 +77,24 @@ class ApiError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def make_app(service: QaService, *, users: Users | None = None,
-             config: GatewayConfig | None = None) -> web.Application:
-    """The gateway for one QaService; `users=None` serves every caller anonymously."""
+def make_app(service: QaService | None, *, users: Users | None = None,
+             config: GatewayConfig | None = None, meetings=None) -> web.Application:
+    """The gateway for a QaService and/or a MeetingService (http_meetings.py, its page at
+    `/` when there is no QA service); `users=None` serves every caller anonymously."""
     gateway = Gateway(service, users, config or GatewayConfig())
     app = web.Application(middlewares=[_errors_as_json])
-    app.router.add_get("/", gateway.index)
     app.router.add_static("/static", STATIC, show_index=False)
     app.router.add_get("/v1/health", gateway.health)
-    app.router.add_post("/v1/ask", gateway.ask)
-    app.router.add_post("/v1/documents", gateway.upload)
-    app.router.add_get("/v1/documents", gateway.documents)
-    app.router.add_delete("/v1/documents/{collection}/{doc_id:.+}", gateway.delete)
-    app.router.add_get("/v1/jobs/{job_id}/events", gateway.job_events)
+    if meetings is not None:
+        from topology.gateway.http_meetings import add_routes   # it imports this module
+        add_routes(app, gateway, meetings, at_root=service is None)
+    if service is not None:
+        app.router.add_get("/", gateway.index)
+        app.router.add_post("/v1/ask", gateway.ask)
+        app.router.add_post("/v1/documents", gateway.upload)
+        app.router.add_get("/v1/documents", gateway.documents)
+        app.router.add_delete("/v1/documents/{collection}/{doc_id:.+}", gateway.delete)
+        app.router.add_get("/v1/jobs/{job_id}/events", gateway.job_events)
     app.on_response_prepare.append(_add_security_headers)
     return app
 
