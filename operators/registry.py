@@ -22,6 +22,9 @@ OPERATORS: dict[str, str] = {
     "cleanup": "operators.meeting.cleanup:Cleanup",
     "summarize": "operators.meeting.summarize:Summarize",
     "archive": "operators.meeting.archive:Archive",
+    "listen": "operators.voice.listen:Listen",
+    "agent": "operators.voice.agent:Agent",
+    "guardrail": "operators.voice.guardrail:Guardrail",
     "echo": "operators.echo:Echo",
     "failures": "operators.echo:FailureLog",
 }
@@ -43,6 +46,8 @@ ENGINES: dict[str, dict[str, str]] = {
     "diarize": {"embedded": "operators.diarize.diarizer:Diarizer"},   # CAM++ in numpy
     "summarize": {"embedded": "operators.generate.shared:shared_llama",
                   "openai": "operators.generate.shared:shared_openai"},
+    "agent": {"embedded": "operators.generate.shared:shared_llama",
+              "openai": "operators.generate.shared:shared_openai"},
     "generate": {"embedded": "operators.generate.llama:LlamaEngine",
                  "openai": "operators.generate.openai:OpenAiEngine"},
 }

@@ -30,14 +30,15 @@ class WhisperEngine:
         self.load()
         return bool(self._whisper.model.is_multilingual)
 
-    def transcribe(self, pcm: np.ndarray, prompt: str = "", language: str = ""
-                   ) -> list[TranscriptSegment]:
-        """16 kHz float32 mono in; segments with words, times relative to the input."""
+    def transcribe(self, pcm: np.ndarray, prompt: str = "", language: str = "",
+                   words: bool = True) -> list[TranscriptSegment]:
+        """16 kHz float32 mono in; segments (with words unless `words` is False: a live
+        partial needs none), times relative to the input."""
         self.load()
         segments, _info = self._whisper.transcribe(
             np.asarray(pcm, dtype=np.float32), language=language or None,
             initial_prompt=prompt or None, beam_size=self.config.beam_size,
-            word_timestamps=True, vad_filter=False,  # the VAD operator has done that
+            word_timestamps=words, vad_filter=False,  # the VAD operator has done that
             condition_on_previous_text=False)        # the operator passes its own prompt
         return [_segment(s) for s in segments]  # the generator decodes as it is consumed
 

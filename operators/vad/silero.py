@@ -71,6 +71,32 @@ class SileroVad:
     def stream(self) -> SileroStream:
         return SileroStream(self._session, self._params)
 
+    def prober(self) -> WindowProber:
+        """Per-window speech probabilities, for realtime turn-taking (operators/voice)."""
+        return WindowProber(self._session)
+
+
+class WindowProber:
+    """One live stream's model state: the speech probability of each 512-sample window as it
+    arrives (32 ms), with no span logic and no look-ahead."""
+
+    window = WINDOW
+
+    def __init__(self, session: onnxruntime.InferenceSession):
+        self._session = session
+        self._sr = np.array(SAMPLE_RATE, dtype=np.int64)
+        self._state = np.zeros((2, 1, 128), np.float32)
+        self._context = np.zeros(CONTEXT, np.float32)
+
+    def prob(self, window: np.ndarray) -> float:
+        if float(np.sqrt(np.mean(window * window))) < SILENCE_RMS:
+            return 0.0     # digital silence (a muted mic): no model call, no state drift
+        x = np.concatenate([self._context, window])[np.newaxis, :]
+        out, self._state = self._session.run(
+            None, {"input": x, "state": self._state, "sr": self._sr})
+        self._context = window[-CONTEXT:]
+        return float(out[0, 0])
+
 
 class SileroStream:
     """One recording: feed() float32 16 kHz audio in order, then finish()."""

@@ -1,0 +1,129 @@
+"""The agent's tools: typed specs the model chooses from, and the functions that run them.
+
+Dates are resolved here, not by the model: a 0.5B model asked for "tomorrow" as a date gets
+it wrong; it copies the user's words ("tomorrow", "friday", "2026-12-03") and `resolve_day`
+turns them into a date in the agent's time zone. Results are short sentences the model can
+read back, and the tool state is explicit: finished, or failed with why.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any, Awaitable, Callable
+from zoneinfo import ZoneInfo
+
+from schemas import ToolSpec
+
+WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+STRING = {"type": "string", "minLength": 1, "maxLength": 200}
+
+SPECS: dict[str, ToolSpec] = {s.name: s for s in [
+    ToolSpec(name="search_documents", description="look up what the company documents say "
+             "about a topic", parameters={"type": "object", "properties": {"query": STRING},
+                                          "required": ["query"]}),
+    ToolSpec(name="current_time", description="today's date, the weekday and the time now",
+             parameters={"type": "object", "properties": {}}),
+    ToolSpec(name="list_events", description="the user's calendar for a day "
+             "(today, tomorrow, a weekday or a date)",
+             parameters={"type": "object", "properties": {"day": STRING}, "required": ["day"]}),
+    ToolSpec(name="add_event", description="put an event in the user's calendar",
+             parameters={"type": "object", "properties": {
+                 "title": STRING, "day": STRING, "time": {"type": "string", "maxLength": 20}},
+                 "required": ["title", "day"]}),
+    ToolSpec(name="add_note", description="write down a note for the user",
+             parameters={"type": "object", "properties": {"text": STRING}, "required": ["text"]}),
+    ToolSpec(name="list_notes", description="read the user's latest notes",
+             parameters={"type": "object", "properties": {}}),
+]}
+# Words that make a tool plausible; without any, the (slow) tool choice step is skipped.
+HINTS = re.compile(r"\b(calendar|schedule|meeting|appointment|event|agenda|busy|free|book|"
+                   r"remind|note|notes|write down|remember|jot|time|date|day|today|tomorrow|"
+                   r"weekday|document|documents|docs|policy|handbook|manual|guide|says?|"
+                   r"according|look up|search|find)\b", re.I)
+
+
+class ToolError(Exception):
+    """A tool call that cannot run as given (the model is told, the user hears why)."""
+
+
+def resolve_day(text: str, today: dt.date) -> dt.date:
+    words = text.strip().lower()
+    if words in ("today", "tonight", "this evening", "this morning"):
+        return today
+    if words in ("tomorrow", "tmrw"):
+        return today + dt.timedelta(days=1)
+    if words in ("yesterday",):
+        return today - dt.timedelta(days=1)
+    for i, name in enumerate(WEEKDAYS):
+        if name in words:
+            ahead = (i - today.weekday()) % 7 or (7 if "next" in words else 0)
+            return today + dt.timedelta(days=ahead)
+    try:
+        return dt.date.fromisoformat(words[:10])
+    except ValueError:
+        raise ToolError(f"I could not tell which day {text!r} is") from None
+
+
+class Toolbox:
+    """The tools one agent may use, bound to its notebook, knowledge search and clock."""
+
+    def __init__(self, notebook, search: Callable[[str, str], Awaitable[list[str]]] | None,
+                 allowed: list[str], tz: str = "UTC", clock: Callable[[], dt.datetime] | None = None):
+        unknown = set(allowed) - set(SPECS)
+        if unknown:
+            raise ValueError(f"unknown tools {sorted(unknown)} (known: {', '.join(SPECS)})")
+        self.notebook, self.search = notebook, search
+        self.allowed = [n for n in allowed if n != "search_documents" or search is not None]
+        self.zone = ZoneInfo(tz)
+        self.clock = clock or (lambda: dt.datetime.now(self.zone))
+
+    @property
+    def specs(self) -> list[ToolSpec]:
+        return [SPECS[n] for n in self.allowed]
+
+    async def run(self, name: str, args: dict[str, Any], user: str) -> str:
+        if name not in self.allowed:
+            raise ToolError(f"the tool {name!r} is not allowed here")
+        return await getattr(self, "_" + name)(args, user or "anonymous")
+
+    async def _search_documents(self, args: dict, user: str) -> str:
+        passages = await self.search(args.get("query", ""), user)
+        if not passages:
+            return "The documents say nothing about that."
+        return "The documents say: " + " | ".join(p[:300] for p in passages[:3])
+
+    async def _current_time(self, args: dict, user: str) -> str:
+        now = self.clock()
+        return f"It is {now:%A, %B %d, %Y}, {now:%H:%M}."
+
+    async def _list_events(self, args: dict, user: str) -> str:
+        day = resolve_day(args.get("day", "today"), self.clock().date())
+        events = self.notebook.events(user, day.isoformat())
+        when = f"{day:%A, %B %d}"
+        if not events:
+            return f"Nothing is in the calendar for {when}."
+        items = "; ".join(f"{t + ' ' if t else ''}{title}" for t, title in events)
+        return f"On {when}: {items}."
+
+    async def _add_event(self, args: dict, user: str) -> str:
+        day = resolve_day(args.get("day", "today"), self.clock().date())
+        title, at = args.get("title", "").strip(), args.get("time", "").strip()
+        if not title:
+            raise ToolError("the event needs a title")
+        self.notebook.add_event(user, day.isoformat(), title, at)
+        return f"Added {title!r} on {day:%A, %B %d}{' at ' + at if at else ''}."
+
+    async def _add_note(self, args: dict, user: str) -> str:
+        text = args.get("text", "").strip()
+        if not text:
+            raise ToolError("the note is empty")
+        self.notebook.add_note(user, text)
+        return f"Noted: {text}"
+
+    async def _list_notes(self, args: dict, user: str) -> str:
+        notes = self.notebook.notes(user)
+        return "Your notes: " + "; ".join(notes) if notes else "You have no notes."
+
+
+def might_need_tool(text: str) -> bool:
+    return bool(HINTS.search(text))
