@@ -104,10 +104,11 @@ class Browser:
         self.stderr_tail, self._drain = stderr_tail, drain
 
     @classmethod
-    async def launch(cls, binary: str, *, timeout: float = 20.0) -> Browser:
+    async def launch(cls, binary: str, *, timeout: float = 20.0,
+                     extra_flags: tuple[str, ...] = ()) -> Browser:
         profile = tempfile.mkdtemp(prefix="pw-chromium-")
         process = await asyncio.create_subprocess_exec(
-            binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank",
+            binary, *CHROMIUM_FLAGS, *extra_flags, f"--user-data-dir={profile}", "about:blank",
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE, start_new_session=True)   # its own process group
         tail: collections.deque = collections.deque(maxlen=40)

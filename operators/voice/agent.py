@@ -48,6 +48,11 @@ MEMORY_PROMPT = ("Write one sentence that a friend would remember from this conv
                  "the user wanted and any facts about them. Reply with the sentence only.")
 
 
+# Tools whose result is already the spoken answer: said as it is, no second model call
+# (a 0.5B model reading "Nothing is in the calendar for Monday" back gets it wrong).
+SPOKEN_RESULTS = frozenset({"current_time", "list_events", "add_event", "add_note", "list_notes"})
+
+
 class AgentConfig(LlmSettings, frozen=True, forbid_unknown_fields=True):
     max_tokens: int = 120
     temperature: float = 0.3
@@ -133,21 +138,25 @@ class Agent(Operator[HearEvent, AgentEvent]):
             yield AgentTurnDone(session_id=s.id, turn=turn.turn, text=refusal, refused=True)
             return
         async with self.queue.slot():
-            extra: list[ChatMessage] = []
+            used: list[tuple[str, str]] = []           # (tool, result)
             if self.toolbox.specs and might_need_tool(turn.text):
-                async for out in self._use_tool(s, turn, extra, timings):
+                async for out in self._use_tool(s, turn, used, timings):
                     yield out
             parts: list[str] = []
             try:
-                async for out in self._answer(s, turn, extra, parts, timings, started):
-                    yield out
+                if used and used[0][0] in SPOKEN_RESULTS:   # the result is the answer
+                    parts.append(used[0][1])
+                    yield AgentSentence(session_id=s.id, turn=turn.turn, index=0, text=used[0][1])
+                else:
+                    async for out in self._answer(s, turn, used, parts, timings, started):
+                        yield out
             finally:    # interrupted or not, what was generated is the reply so far
                 self._answered(s, turn.turn, "".join(parts).strip())
         timings["total_ms"] = (time.perf_counter() - started) * 1000
         yield AgentTurnDone(session_id=s.id, turn=turn.turn, text="".join(parts).strip(),
                             timings={k: round(v, 1) for k, v in timings.items()})
 
-    async def _use_tool(self, s: AgentSession, turn: UserTurn, extra: list[ChatMessage],
+    async def _use_tool(self, s: AgentSession, turn: UserTurn, used: list[tuple[str, str]],
                         timings: dict) -> AsyncIterator[AgentEvent]:
         t0 = time.perf_counter()
         name, args = await self._choose_tool(s)
@@ -160,7 +169,7 @@ class Agent(Operator[HearEvent, AgentEvent]):
         except ToolError as e:
             result, state = f"The tool failed: {e}", "failed"
         timings["tool_ms"] = (time.perf_counter() - t0) * 1000 - timings["tool_choice_ms"]
-        extra.append(ChatMessage(role="system", content=f"Tool {name} result: {result}"))
+        used.append((name, result) if state == "finished" else ("", result))
         s.history.append(ChatMessage(role="system", content=f"({name} {state}: {result})"))
         yield ToolActivity(session_id=s.id, turn=turn.turn, name=name, arguments=args,
                            state=state, result=result)
@@ -176,9 +185,13 @@ class Agent(Operator[HearEvent, AgentEvent]):
             return NO_TOOL, {}
         return choice.get("tool", NO_TOOL), choice.get("arguments") or {}
 
-    async def _answer(self, s: AgentSession, turn: UserTurn, extra: list[ChatMessage],
+    async def _answer(self, s: AgentSession, turn: UserTurn, used: list[tuple[str, str]],
                       parts: list[str], timings: dict, started: float) -> AsyncIterator[AgentEvent]:
-        prompt = Prompt(messages=[self._system(s), *self._recent(s), *extra],
+        messages = [self._system(s), *self._recent(s)]
+        if used:    # a small model reads a result best inside the question it answers
+            messages = [m for m in messages if not m.content.startswith("(")][:-1] + [
+                ChatMessage(role="user", content=f"{turn.text}\n\nAnswer from this: {used[0][1]}")]
+        prompt = Prompt(messages=messages,
                         max_tokens=self.config.max_tokens, temperature=self.config.temperature,
                         session_id=s.id)
         splitter, index = SentenceSplitter(), 0

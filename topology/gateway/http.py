@@ -9,6 +9,7 @@
     GET    /v1/documents?collection=          {"documents": [DocumentInfo…]}
     DELETE /v1/documents/{collection}/{doc_id}  202 IngestTicket
     ...    /v1/meetings…                      the meeting transcriber (http_meetings.py)
+    ...    /v1/voice…                         the voice agent's WebRTC signalling (voice.py)
 
 Who asks always comes from the credentials (auth.py), never from the body; a document's
 tenant is always the caller's. Errors are {"error": {"code", "message"}} with the status.
@@ -78,7 +79,7 @@ class ApiError(Exception):
 
 
 def make_app(service: QaService | None, *, users: Users | None = None,
-             config: GatewayConfig | None = None, meetings=None) -> web.Application:
+             config: GatewayConfig | None = None, meetings=None, voice=None) -> web.Application:
     """The gateway for a QaService and/or a MeetingService (http_meetings.py, its page at
     `/` when there is no QA service); `users=None` serves every caller anonymously."""
     gateway = Gateway(service, users, config or GatewayConfig())
@@ -88,6 +89,9 @@ def make_app(service: QaService | None, *, users: Users | None = None,
     if meetings is not None:
         from topology.gateway.http_meetings import add_routes   # it imports this module
         add_routes(app, gateway, meetings, at_root=service is None)
+    if voice is not None:
+        from topology.gateway.voice import add_routes as add_voice   # it imports this module
+        add_voice(app, gateway, voice, at_root=service is None and meetings is None)
     if service is not None:
         app.router.add_get("/", gateway.index)
         app.router.add_post("/v1/ask", gateway.ask)

@@ -6,6 +6,9 @@
               bus like any client's.
     meetings  the meeting transcriber: the MeetingClient over the bus and object store, and
               the HTTP app with its page at `/` (http_meetings.py).
+    voice     the realtime voice agent: WebRTC signalling and one session per call over the
+              bus, its page at `/` (voice.py); limits and ICE servers from the environment
+              (voice_config.py).
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from pathlib import Path
 
 from topology.spec import GatewaySpec, TopologyError, TopologySpec
 
-SERVICES = ("qa", "meetings")
+SERVICES = ("qa", "meetings", "voice")
 
 
 class RunningGateway:
@@ -39,6 +42,8 @@ async def start_gateway(dep, topo: TopologySpec, port: int | None = None) -> Run
     try:
         if spec.service == "qa":
             app_args = await _qa(dep, closers)
+        elif spec.service == "voice":
+            app_args = await _voice(dep, closers)
         else:
             app_args = await _meetings(dep, closers)
         users_file = os.environ.get("PATCHWIRE_USERS") or spec.users
@@ -72,3 +77,11 @@ async def _meetings(dep, closers: list) -> dict:
     client = MeetingClient(dep.bus, dep.blobs)
     closers.append(client.close)
     return {"service": None, "meetings": client}
+
+
+async def _voice(dep, closers: list) -> dict:
+    from topology.gateway.voice import VoiceGateway
+    from topology.gateway.voice_config import config_from_env
+    gateway = VoiceGateway(dep.bus, config_from_env())
+    closers.append(gateway.close)
+    return {"service": None, "voice": gateway}
