@@ -235,6 +235,15 @@ async def test_a_named_user_is_remembered_in_the_next_session(tmp_path):
     assert anon.notebook.memories("anonymous") == []
 
 
+async def test_a_long_first_sentence_is_spoken_from_its_first_clause(tmp_path):
+    llm = ScriptedLlm("Well, the thing about owls that surprises most people, is how quietly they fly. Yes.")
+    out = await drive(agent(tmp_path, llm), turn("tell me about owls"))
+    sentences = [e.text for e in out if isinstance(e, AgentSentence)]
+    assert sentences[0] == "Well, the thing about owls that surprises most people,"
+    assert sentences[1:] == ["is how quietly they fly.", "Yes."]
+    assert [e.index for e in out if isinstance(e, AgentSentence)] == [0, 1, 2]
+
+
 # --- tools and guardrail ----------------------------------------------------------------
 
 def test_days_are_resolved_in_code_not_by_the_model():

@@ -200,7 +200,10 @@ class Agent(Operator[HearEvent, AgentEvent]):
                 if delta.text and not parts:
                     timings["llm_first_token_ms"] = (time.perf_counter() - started) * 1000
                 parts.append(delta.text)
-                for sentence in splitter.feed(delta.text):
+                pieces = splitter.feed(delta.text)
+                if index == 0 and not pieces:      # speech may start on a first clause
+                    pieces = first_clause(splitter)
+                for sentence in pieces:
                     if index == 0:
                         timings["llm_first_sentence_ms"] = (time.perf_counter() - started) * 1000
                     yield AgentSentence(session_id=s.id, turn=turn.turn, index=index, text=sentence)
@@ -276,6 +279,17 @@ class Agent(Operator[HearEvent, AgentEvent]):
         embedder, store = make_embedder(c), embedded_store(c)
         await store.open(embedder.name, embedder.dim)
         return embedder, store
+
+
+def first_clause(splitter: SentenceSplitter, min_words: int = 4) -> list[str]:
+    """The buffered text up to a comma, colon or semicolon once it has `min_words` words:
+    the first thing said need not wait for the end of a long first sentence."""
+    text = splitter.buffer
+    cut = max(text.rfind(", "), text.rfind(": "), text.rfind("; "))
+    if cut < 0 or len(text[:cut].split()) < min_words:
+        return []
+    splitter.buffer = text[cut + 1:]
+    return [text[:cut + 1].strip()]
 
 
 def _data_dir() -> Path:
