@@ -100,3 +100,9 @@ class Operator(Generic[In, Out]):
 
     def process(self, msg: In, ctx: Context) -> AsyncIterator[Out]:
         raise NotImplementedError
+
+    def cancellable(self, msg: In) -> bool:
+        """Whether a Cancel for the message's session or job may stop its processing. Say
+        False for bookkeeping that must not be lost (the voice agent's record of what the
+        user heard arrives right after the Cancel it goes with)."""
+        return True

@@ -28,6 +28,7 @@ class Headers:
     JOB = "Pw-Job"
     SESSION = "Pw-Session"
     DEADLINE = "Pw-Deadline"  # absolute unix time in seconds (float, as text)
+    PRIORITY = "Pw-Priority"  # "immediate": skip the session's line in an ordered operator
     TRACEPARENT = "traceparent"
     TRACESTATE = "tracestate"
     MSG_ID = "Nats-Msg-Id"

@@ -76,3 +76,16 @@ async def test_a_cancel_for_other_operators_leaves_this_ones_work_alone(nats_ser
         assert got2 == []                                                # this one was stopped
     finally:
         await dep.close()
+
+
+async def test_an_immediate_message_skips_its_sessions_line(nats_server, namespace):
+    dep = await deploy(realtime("tests.helpers:Sleeper", ordered=True), nats_server, namespace)
+    try:
+        _, got, done = await collect(dep, "pongs", 2)
+        await send(dep, ENC.encode(Ping(seq=20)), job="", durable=False, **{Headers.SESSION: "s1"})
+        await send(dep, ENC.encode(Ping(seq=1)), job="", durable=False,
+                   **{Headers.SESSION: "s1", Headers.PRIORITY: "immediate"})
+        await asyncio.wait_for(done.wait(), 10)
+        assert [body["seq"] for _, body, _ in got] == [1, 20]   # it did not wait 2 s in line
+    finally:
+        await dep.close()

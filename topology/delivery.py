@@ -162,20 +162,27 @@ class RealtimeQueue:
 class OrderedRealtimeQueue:
     """Realtime messages sharded by session over one queue and worker each: a session's frames
     are handled in arrival order, never two at once, while other sessions go on in the other
-    shards. Each shard drops its oldest message when full, as RealtimeQueue does."""
+    shards. Each shard drops its oldest message when full, as RealtimeQueue does.
+
+    A message with the header Pw-Priority: immediate skips its session's line (it goes to a
+    lane of its own): bookkeeping that must not wait behind a long piece of work, such as
+    the gateway telling the agent what the user heard of a reply it is cancelling."""
 
     def __init__(self, size: int, shards: int):
         self.shards = [RealtimeQueue(size) for _ in range(max(1, shards))]
+        self.immediate = RealtimeQueue(size)
 
     @property
     def dropped(self) -> int:
-        return sum(q.dropped for q in self.shards)
+        return sum(q.dropped for q in self.shards) + self.immediate.dropped
 
     def shard(self, msg: Msg) -> RealtimeQueue:
         key = (msg.headers or {}).get("Pw-Session") or msg.subject.rpartition(".")[2]
         return self.shards[zlib.crc32(key.encode()) % len(self.shards)]
 
     async def on_msg(self, msg: Msg) -> None:
+        if (msg.headers or {}).get("Pw-Priority") == "immediate":
+            return await self.immediate.on_msg(msg)
         await self.shard(msg).on_msg(msg)
 
     async def work_shard(self, index: int, handler: Handler) -> None:
@@ -183,6 +190,6 @@ class OrderedRealtimeQueue:
 
     async def wait_empty(self, grace: float) -> None:
         end = time.monotonic() + grace
-        for q in self.shards:
+        for q in [*self.shards, self.immediate]:
             await q.wait_empty(max(0.0, end - time.monotonic()))
 

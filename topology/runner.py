@@ -79,6 +79,9 @@ class OperatorRunner:
             work = (self.realtime.work_shard(i, self._handle) if self.spec.ordered
                     else self.realtime.work(self._handle))
             self.tasks.append(asyncio.create_task(work, name=f"{self.spec.name}:worker{i}"))
+        if self.spec.ordered:
+            self.tasks.append(asyncio.create_task(self.realtime.immediate.work(self._handle),
+                                                  name=f"{self.spec.name}:immediate"))
 
     async def _consumer(self):
         """Create or update the durable consumer (its config follows the YAML), then bind to it."""
@@ -129,7 +132,8 @@ class OperatorRunner:
                 late = time.time() - deadline
                 return await self._give_up(d, FailureCategory.DEADLINE, f"deadline passed {late:.3f} s ago")
             task = asyncio.current_task()
-            self._cancellable(task, [k for k in (job, d.headers.get(Headers.SESSION, "")) if k])
+            if self.op.cancellable(msg):
+                self._cancellable(task, [k for k in (job, d.headers.get(Headers.SESSION, "")) if k])
             try:
                 await self._run(d, msg, job, deadline)
             except asyncio.CancelledError:

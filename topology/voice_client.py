@@ -195,9 +195,10 @@ class VoiceCaller:
         await self.say(pcm, rate, **kwargs)
 
     async def barge_in(self, pcm: bytes | np.ndarray, after_s: float, sample_rate: int = RATE,
-                       **kwargs) -> None:
-        """Wait for the reply's audio to start, let `after_s` of it play, then speak over it."""
-        await self._until(lambda: self.first_audio_at is not None, 30, "the reply's audio")
+                       timeout: float = 30.0, **kwargs) -> None:
+        """Wait (up to `timeout`) for the reply's audio to start, let `after_s` of it play,
+        then speak over it."""
+        await self._until(lambda: self.first_audio_at is not None, timeout, "the reply's audio")
         await asyncio.sleep(max(0.0, self.first_audio_at + after_s - time.time()))
         await self.say(pcm, sample_rate, silence_before=0.0, **kwargs)
 

@@ -74,6 +74,7 @@ class AgentSession:
         self.id, self.user = session_id, user
         self.history: list[ChatMessage] = []
         self.replies: dict[int, int] = {}       # turn -> index of its reply in history
+        self.heard: dict[int, Spoken] = {}       # Spoken that came before its reply ended
         self.last_seen = time.monotonic()
 
 
@@ -120,6 +121,10 @@ class Agent(Operator[HearEvent, AgentEvent]):
         elif isinstance(event, SessionClosed):
             await self._close(event)
         self._sweep()
+
+    def cancellable(self, event: Any) -> bool:
+        """Only a reply is stopped by barge-in; the Spoken that follows the Cancel is not."""
+        return isinstance(event, UserTurn)
 
     def _session(self, session_id: str, user: str) -> AgentSession:
         s = self.sessions.get(session_id) or self.sessions.setdefault(
@@ -227,14 +232,21 @@ class Agent(Operator[HearEvent, AgentEvent]):
     def _answered(self, s: AgentSession, turn: int, text: str) -> None:
         s.replies[turn] = len(s.history)
         s.history.append(ChatMessage(role="assistant", content=text or "…"))
+        if turn in s.heard:                     # the user stopped it before it was over
+            self._heard(s.heard.pop(turn))
 
     def _heard(self, spoken: Spoken) -> None:
-        """Keep only what the user heard of an interrupted reply."""
+        """Keep only what the user heard of an interrupted reply. It comes on the immediate
+        lane, so it may arrive while the reply is still being cancelled: then it waits."""
         s = self.sessions.get(spoken.session_id)
-        at = s.replies.get(spoken.turn) if s else None
-        if at is not None and at < len(s.history):
-            text = spoken.text.strip() + (" —" if spoken.interrupted else "")
-            s.history[at] = ChatMessage(role="assistant", content=text.strip() or "…")
+        if s is None:
+            return
+        at = s.replies.get(spoken.turn)
+        if at is None:
+            s.heard[spoken.turn] = spoken
+            return
+        text = spoken.text.strip() + (" —" if spoken.interrupted else "")
+        s.history[at] = ChatMessage(role="assistant", content=text.strip() or "…")
 
     async def _close(self, closed: SessionClosed) -> None:
         s = self.sessions.pop(closed.session_id, None)

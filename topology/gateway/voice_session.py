@@ -238,8 +238,10 @@ class VoiceSession:
                      operators=list(self.config.cancel_operators))
         if cut >= 0 and cut not in self.done_turns:
             spoken = Spoken(session_id=self.id, turn=cut, text=self.playout.heard_text(cut))
+            # immediate: the agent must not see it only after the turn that interrupted it
             await self.bus.nc.publish(self.bus.subjects.edge(self.config.heard_edge, self.id),
-                                      ENCODE.encode(spoken), headers=self.headers)
+                                      ENCODE.encode(spoken),
+                                      headers={**self.headers, Headers.PRIORITY: "immediate"})
 
     async def _on_said(self, msg) -> None:
         event = self._decode(SAID, msg)
