@@ -5,10 +5,9 @@
 // into the page with textContent or text nodes, never as HTML, so a document cannot run
 // script in the reader's browser.
 
-const $ = (id) => document.getElementById(id);
+import { $, api, el, errorMessage, readEvents, signIn } from "./common.js";
 
 const state = {
-  token: sessionStorage.getItem("patchwire-token") || "",
   history: [],          // [{role, content}], sent with the next question
 };
 
@@ -18,74 +17,6 @@ const OUTCOME_MESSAGES = {
   rejected: "This question was not accepted.",
 };
 const FINAL_STAGES = new Set(["done", "unchanged", "deleted", "failed"]);
-
-// --- small helpers ----------------------------------------------------------------
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-function api(path, options = {}) {
-  const headers = new Headers(options.headers || {});
-  if (state.token) headers.set("Authorization", `Bearer ${state.token}`);
-  return fetch(path, { ...options, headers });
-}
-
-async function errorMessage(response) {
-  const body = await response.json().catch(() => null);
-  if (response.status === 401) return "Your access token was not accepted.";
-  return body?.error?.message || `${response.status} ${response.statusText}`;
-}
-
-// Server-sent events over fetch (EventSource cannot send an Authorization header).
-async function readEvents(response, onEvent) {
-  const reader = response.body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += decoder.decode(value, { stream: true });
-    let end;
-    while ((end = buffer.indexOf("\n\n")) >= 0) {
-      parseEvent(buffer.slice(0, end), onEvent);
-      buffer = buffer.slice(end + 2);
-    }
-  }
-}
-
-function parseEvent(block, onEvent) {
-  let name = "message";
-  const data = [];
-  for (const line of block.split("\n")) {
-    if (line.startsWith("event:")) name = line.slice(6).trim();
-    else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
-  }   // lines starting with ":" are keep-alive comments
-  if (data.length) onEvent(name, JSON.parse(data.join("\n")));
-}
-
-// --- who am I -----------------------------------------------------------------------
-
-async function showIdentity() {
-  const health = await (await fetch("/v1/health")).json();
-  if (health.auth === "anonymous") {
-    $("identity").textContent =
-      "Anonymous: this server has no sign-in; you see the documents of the default tenant.";
-    return;
-  }
-  $("token-form").hidden = false;
-  $("identity").textContent = state.token ? "Using your access token." : "Enter your access token.";
-}
-
-function useToken(event) {
-  event.preventDefault();
-  state.token = $("token").value.trim();
-  sessionStorage.setItem("patchwire-token", state.token);
-  $("identity").textContent = "Using your access token.";
-}
 
 // --- asking -------------------------------------------------------------------------
 
@@ -320,7 +251,4 @@ $("ask-form").addEventListener("submit", ask);
 $("new-conversation").addEventListener("click", newConversation);
 $("citation-close").addEventListener("click", () => { $("citation-panel").hidden = true; });
 $("upload-form").addEventListener("submit", upload);
-$("token-form").addEventListener("submit", useToken);
-showIdentity().catch((error) => {
-  $("identity").textContent = `The server is not reachable: ${error.message}`;
-});
+signIn("Anonymous: this server has no sign-in; you see the documents of the default tenant.");

@@ -5,7 +5,7 @@
 // Safety rule: text from the server (what was said, titles, names, reasons) is only ever
 // put into the page with textContent, never as HTML, so a recording cannot run script.
 
-const $ = (id) => document.getElementById(id);
+import { $, api, el, errorMessage, readEvents, signIn } from "./common.js";
 
 const STAGES = ["decode", "vad", "asr", "diarize", "cleanup", "summarize", "archive", "index"];
 const ROW_OF = { chunk: "index", embed: "index" };   // indexing is three operators, one bar
@@ -16,60 +16,14 @@ const SUMMARY_LISTS = [["key_points", "key-points"], ["decisions", "decisions"],
   ["action_items", "action-items"], ["open_questions", "open-questions"]];
 const SPEAKER_COLOURS = 8;   // .speaker-0 … .speaker-7 in meetings.css
 
-const state = { token: sessionStorage.getItem("patchwire-token") || "", rows: new Map() };
+const state = { rows: new Map() };
 
 // --- small helpers ------------------------------------------------------------------
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-function api(path, options = {}) {
-  const headers = new Headers(options.headers || {});
-  if (state.token) headers.set("Authorization", `Bearer ${state.token}`);
-  return fetch(path, { ...options, headers });
-}
-
-async function errorMessage(response) {
-  const body = await response.json().catch(() => null);
-  if (response.status === 401) return "Your access token was not accepted.";
-  return body?.error?.message || `${response.status} ${response.statusText}`;
-}
 
 async function getJson(path) {
   const response = await api(path);
   if (!response.ok) throw new Error(await errorMessage(response));
   return response.json();
-}
-
-// Server-sent events over fetch (EventSource cannot send an Authorization header).
-async function readEvents(response, onEvent) {
-  const reader = response.body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += decoder.decode(value, { stream: true });
-    let end;
-    while ((end = buffer.indexOf("\n\n")) >= 0) {
-      parseEvent(buffer.slice(0, end), onEvent);
-      buffer = buffer.slice(end + 2);
-    }
-  }
-}
-
-function parseEvent(block, onEvent) {
-  let name = "message";
-  const data = [];
-  for (const line of block.split("\n")) {
-    if (line.startsWith("event:")) name = line.slice(6).trim();
-    else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
-  }   // lines starting with ":" are keep-alive comments
-  if (data.length) onEvent(name, JSON.parse(data.join("\n")));
 }
 
 // mm:ss, or h:mm:ss from an hour on (as the Markdown minutes write it).
@@ -78,26 +32,6 @@ function clock(seconds) {
   const mm = String(Math.floor(s / 60) % 60).padStart(2, "0");
   const ss = String(s % 60).padStart(2, "0");
   return s >= 3600 ? `${Math.floor(s / 3600)}:${mm}:${ss}` : `${mm}:${ss}`;
-}
-
-// --- who am I -----------------------------------------------------------------------
-
-async function showIdentity() {
-  const health = await (await fetch("/v1/health")).json();
-  if (health.auth === "anonymous") {
-    $("identity").textContent =
-      "Anonymous: this server has no sign-in; anyone here can read the meetings you upload.";
-    return;
-  }
-  $("token-form").hidden = false;
-  $("identity").textContent = state.token ? "Using your access token." : "Enter your access token.";
-}
-
-function useToken(event) {
-  event.preventDefault();
-  state.token = $("token").value.trim();
-  sessionStorage.setItem("patchwire-token", state.token);
-  $("identity").textContent = "Using your access token.";
 }
 
 // --- uploading ------------------------------------------------------------------------
@@ -293,7 +227,4 @@ function timeButton(seconds) {
 // --- wiring -------------------------------------------------------------------------------
 
 $("meeting-form").addEventListener("submit", upload);
-$("token-form").addEventListener("submit", useToken);
-showIdentity().catch((error) => {
-  $("identity").textContent = `The server is not reachable: ${error.message}`;
-});
+signIn("Anonymous: this server has no sign-in; anyone here can read the meetings you upload.");

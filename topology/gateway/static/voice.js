@@ -5,34 +5,13 @@
 // Safety rule: text from the server (transcripts, replies, tool results) is only ever put
 // into the page with textContent, never as HTML.
 
-const $ = (id) => document.getElementById(id);
+import { $, api, el, errorMessage, signIn } from "./common.js";
+
 const GATHER_LIMIT_MS = 3000;   // the offer goes with the candidates found by then (no trickle)
 
-const state = {
-  token: sessionStorage.getItem("patchwire-token") || "",
-  pc: null, stream: null, sessionId: "", turns: new Map(),
-};
+const state = { pc: null, stream: null, sessionId: "", turns: new Map() };
 
 // --- small helpers ------------------------------------------------------------------
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-function api(path, options = {}) {
-  const headers = new Headers(options.headers || {});
-  if (state.token) headers.set("Authorization", `Bearer ${state.token}`);
-  return fetch(path, { ...options, headers });
-}
-
-async function errorMessage(response) {
-  const body = await response.json().catch(() => null);
-  if (response.status === 401) return "Your access token was not accepted.";
-  return body?.error?.message || `${response.status} ${response.statusText}`;
-}
 
 function setStatus(name, text) {
   $("status").dataset.state = name;
@@ -173,26 +152,6 @@ function showFigures(t) {
 
 // --- wiring -------------------------------------------------------------------------
 
-async function showIdentity() {
-  const health = await (await fetch("/v1/health")).json();
-  if (health.auth === "anonymous") {
-    $("identity").textContent = "Anonymous: this server has no sign-in.";
-    return;
-  }
-  $("token-form").hidden = false;
-  $("identity").textContent = state.token ? "Using your access token." : "Enter your access token.";
-}
-
-function useToken(event) {
-  event.preventDefault();
-  state.token = $("token").value.trim();
-  sessionStorage.setItem("patchwire-token", state.token);
-  $("identity").textContent = "Using your access token.";
-}
-
 $("talk").addEventListener("click", () => ($("status").dataset.state === "idle" ? start() : stop()));
-$("token-form").addEventListener("submit", useToken);
 window.addEventListener("pagehide", () => { if (state.pc) stop(); });
-showIdentity().catch((error) => {
-  $("identity").textContent = `The server is not reachable: ${error.message}`;
-});
+signIn("Anonymous: this server has no sign-in.");
