@@ -99,7 +99,11 @@ async def test_a_backchannel_over_the_reply_does_not_stop_it(voice):
     async with VoiceCaller(url, user="cy") as call:
         await call.say(await spoken("Tell me about the history of bread in three sentences."))
         await call.barge_in(await spoken("Mm-hmm."), after_s=0.8, timeout=180)
-        discarded = await call.wait_for("TurnDiscarded", timeout=60)
+        try:
+            discarded = await call.wait_for("TurnDiscarded", timeout=60)
+        except TimeoutError:
+            print("EVENTS", [(e["kind"], e.get("turn"), str(e.get("text", e.get("state", e.get("reason", ""))))[:50]) for _, e in call.events])
+            raise
         assert "backchannel" in discarded["reason"] or "no words" in discarded["reason"]
         await call.wait_for_reply(turn=1, timeout=180)
         states = [e["state"] for e in call.kinds("Playback") if e["turn"] == 1]

@@ -53,6 +53,8 @@ def test_an_unfinished_sentence_waits_longer_before_the_turn_ends():
 def test_backchannels_and_interruptions():
     det = TurnDetector(TurnConfig(barge_words=2), window_ms=32)
     assert is_backchannel("Mm-hmm.") and is_backchannel("[coughs]") and not is_backchannel("wait")
+    assert all(is_backchannel(t) for t in ("MMM.", "Hmm...", "Mhm", "Uh-huh.", "Ahh", "Mm-hmm-hmm"))
+    assert not is_backchannel("Hmm, no, stop.") and not is_backchannel("My mom")
     assert not det.interrupts("Yeah, okay.") and det.interrupts("No wait, stop.")
 
 

@@ -47,9 +47,17 @@ def spoken_words(text: str) -> list[str]:
     return WORD.findall(NONSPEECH.sub(" ", text.lower()))
 
 
+# However the ASR spells a hum: "Mmm", "Hmm", "Mm-hmm", "Mhm", "Uh-huh", "Ahh", "Ohh".
+HUM = re.compile(r"^(?:[mh]+(?:-[mh]+)*|uh-?huh|a+h+|o+h+)$")
+
+
+def backchannel_word(word: str) -> bool:
+    return word in BACKCHANNELS or bool(HUM.match(word))
+
+
 def is_backchannel(text: str) -> bool:
     """Nothing but "mm-hm", "yeah", "okay"... (or nothing at all)."""
-    return all(w in BACKCHANNELS for w in spoken_words(text))
+    return all(backchannel_word(w) for w in spoken_words(text))
 
 
 def sounds_unfinished(text: str) -> bool:
@@ -112,6 +120,6 @@ class TurnDetector:
 
     def interrupts(self, text: str) -> bool:
         """Speech over the agent is an interruption once it has real words, or is long."""
-        words = [w for w in spoken_words(text) if w not in BACKCHANNELS]
+        words = [w for w in spoken_words(text) if not backchannel_word(w)]
         return len(words) >= self.c.barge_words or (
             self.speech_ms >= self.c.barge_ms and bool(words))
