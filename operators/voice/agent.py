@@ -195,7 +195,8 @@ class Agent(Operator[HearEvent, AgentEvent]):
         messages = [self._system(s), *self._recent(s)]
         if used:    # a small model reads a result best inside the question it answers
             messages = [m for m in messages if not m.content.startswith("(")][:-1] + [
-                ChatMessage(role="user", content=f"{turn.text}\n\nAnswer from this: {used[0][1]}")]
+                ChatMessage(role="user", content=f"{used[0][1]}\n\nQuestion: {turn.text}\n"
+                            "Answer in one short sentence, using only what is written above.")]
         prompt = Prompt(messages=messages,
                         max_tokens=self.config.max_tokens, temperature=self.config.temperature,
                         session_id=s.id)

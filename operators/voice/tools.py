@@ -18,21 +18,27 @@ WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 STRING = {"type": "string", "minLength": 1, "maxLength": 200}
 
 SPECS: dict[str, ToolSpec] = {s.name: s for s in [
-    ToolSpec(name="search_documents", description="look up what the company documents say "
-             "about a topic", parameters={"type": "object", "properties": {"query": STRING},
+    ToolSpec(name="search_documents", description="what the company documents (policies, "
+             "handbook, guides) say about a topic: 'what do the docs say about vacation', "
+             "'according to the handbook, how do I...'", parameters={"type": "object", "properties": {"query": STRING},
                                           "required": ["query"]}),
-    ToolSpec(name="current_time", description="today's date, the weekday and the time now",
+    ToolSpec(name="current_time", description="the date, the weekday or the time now: "
+             "'what time is it', 'what's the date today'",
              parameters={"type": "object", "properties": {}}),
-    ToolSpec(name="list_events", description="the user's calendar for a day "
-             "(today, tomorrow, a weekday or a date)",
+    ToolSpec(name="list_events", description="read the user's calendar for a day: "
+             "'what's on my calendar tomorrow', 'do I have anything on Friday', 'am I free "
+             "on Saturday'",
              parameters={"type": "object", "properties": {"day": STRING}, "required": ["day"]}),
-    ToolSpec(name="add_event", description="put an event in the user's calendar",
+    ToolSpec(name="add_event", description="put an event in the user's calendar: "
+             "'add lunch with Maria on Thursday', 'book a meeting', 'schedule a call on Monday'",
              parameters={"type": "object", "properties": {
                  "title": STRING, "day": STRING, "time": {"type": "string", "maxLength": 20}},
                  "required": ["title", "day"]}),
-    ToolSpec(name="add_note", description="write down a note for the user",
+    ToolSpec(name="add_note", description="write down a note: 'take a note', "
+             "'write down that...', 'remember that...'",
              parameters={"type": "object", "properties": {"text": STRING}, "required": ["text"]}),
-    ToolSpec(name="list_notes", description="read the user's latest notes",
+    ToolSpec(name="list_notes", description="read the user's notes: 'what notes "
+             "do I have', 'read me my notes'",
              parameters={"type": "object", "properties": {}}),
 ]}
 # Words that make a tool plausible; without any, the (slow) tool choice step is skipped.
@@ -90,7 +96,7 @@ class Toolbox:
         passages = await self.search(args.get("query", ""), user)
         if not passages:
             return "The documents say nothing about that."
-        return "The documents say: " + " | ".join(p[:300] for p in passages[:3])
+        return "From the documents:\n" + "\n".join(f"- {p[:400]}" for p in passages[:3])
 
     async def _current_time(self, args: dict, user: str) -> str:
         now = self.clock()
