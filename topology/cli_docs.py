@@ -138,19 +138,33 @@ async def cmd_ask(args) -> int:
     return 0 if answer.outcome != "rejected" else 1
 
 
-EVAL_PARTS = ("retrieval", "leak", "grounded")
+EVAL_PARTS = {"qa": ("retrieval", "leak", "grounded"),
+              "meeting": ("wer", "sawer", "der", "summary"),
+              "voice": ("tasks",)}
+EVAL_DEFAULTS = {"qa": "retrieval,leak", "meeting": "wer,sawer,der", "voice": "tasks"}
 
 
 def cmd_eval(args) -> int:
     """`patchwire eval qa`: SciFact retrieval, the permission leak test, grounded answering on
-    MTRAG (slow: an LLM answers and another judges). Each part writes its block in --out."""
-    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-    unknown = set(parts) - set(EVAL_PARTS)
-    if args.product != "qa" or unknown:
-        print(f"patchwire: eval {args.product} {sorted(unknown) or ''}: known: "
-              f"qa with --parts {','.join(EVAL_PARTS)}", file=sys.stderr)
+    MTRAG (slow: an LLM answers and another judges). `patchwire eval meeting`: evals/meeting.py
+    (ASR WER, speaker-attributed WER, DER, QMSum summaries). `patchwire eval voice`:
+    evals/voice_tasks.py (20 scripted tool requests to the voice agent). Each part writes its
+    block in --out."""
+    known = EVAL_PARTS[args.product]
+    parts = [p.strip() for p in (args.parts or EVAL_DEFAULTS[args.product]).split(",") if p.strip()]
+    unknown = set(parts) - set(known)
+    if unknown:
+        print(f"patchwire: eval {args.product} {sorted(unknown)}: known parts: "
+              f"{','.join(known)}", file=sys.stderr)
         return 2
     out = ["--out", str(args.out)] if args.out else []
+    if args.product == "voice":
+        from evals.voice_tasks import main as voice_tasks
+        return voice_tasks(out)
+    if args.product == "meeting":
+        from evals.meeting import main as meeting
+        return meeting(["--parts", ",".join(parts)] + out +
+                       (["--limit", str(args.limit)] if args.limit else []))
     failed = False
     if "retrieval" in parts:
         from evals.scifact import main as retrieval
@@ -181,11 +195,13 @@ def add_commands(sub, setting: dict) -> dict:
     ask.add_argument("--mode", choices=["hybrid", "vector", "keyword"], default="hybrid")
     ask.add_argument("--json", action="store_true", help="print the answer as JSON")
     ask.add_argument("--set", **setting)
-    ev = sub.add_parser("eval", help="quality figures: `patchwire eval qa`")
-    ev.add_argument("product", choices=["qa"])
-    ev.add_argument("--parts", default="retrieval,leak",
-                    help="comma-separated: retrieval, leak, grounded (slow, ~1 min a task)")
-    ev.add_argument("--limit", type=int, help="retrieval: only the first N claims")
+    ev = sub.add_parser("eval", help="quality figures: `patchwire eval qa|meeting|voice`")
+    ev.add_argument("product", choices=list(EVAL_PARTS))
+    ev.add_argument("--parts", help="comma-separated; qa: retrieval, leak (default), grounded "
+                    "(slow, ~1 min a task); meeting: wer, sawer, der (default), summary (slow, "
+                    "~8 min a meeting); voice: tasks (default)")
+    ev.add_argument("--limit", type=int, help="qa retrieval: only the first N claims; "
+                    "meeting summary: N QMSum meetings (default 3)")
     ev.add_argument("--tasks", type=int, default=36, help="grounded: MTRAG tasks (half unanswerable)")
     ev.add_argument("--out", type=Path, help="write the figures into this RESULTS.md")
     return {"ingest": cmd_ingest, "ask": cmd_ask, "eval": cmd_eval}
