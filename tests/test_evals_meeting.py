@@ -185,6 +185,16 @@ def test_quarter_medians_show_a_trend_through_noise():
     assert bench.quarter_medians(samples, 100.0, 140.0) == []
 
 
+def test_trend_tells_a_steady_rise_from_a_transient():
+    watch = bench.Watch()
+    watch.started, watch.done = {"asr": 0.0}, {"asr": 40.0}
+    rising = SimpleNamespace(samples=[(t, 400.0 + t) for t in range(40)])
+    transient = SimpleNamespace(samples=[(t, 500.0 + (90.0 if 10 <= t < 20 else 0.0))
+                                         for t in range(40)])
+    assert "GROWS" in bench._trend({"watch": watch, "sampler": rising}, "asr")
+    assert "bounded" in bench._trend({"watch": watch, "sampler": transient}, "asr")
+
+
 def test_eval_meeting_rejects_unknown_parts(capsys):
     args = SimpleNamespace(product="meeting", parts="wer,bogus", out=None, limit=None, tasks=1)
     assert cli_docs.cmd_eval(args) == 2
