@@ -111,6 +111,30 @@ class Waiter(Operator[Ping, Ping]):
             Waiter.stopped.append(ctx.session_id or ctx.job_id)
 
 
+class Swallower(Operator[Ping, Ping]):
+    """Yields, then swallows the first cancel the way Python 3.11's asyncio.wait_for does when
+    its future completes at the same moment, and waits again."""
+
+    kind = "swallower"
+    input_type = Ping
+    output_type = Ping
+    stopped: list[str] = []
+
+    async def process(self, msg: Ping, ctx: Context) -> AsyncIterator[Ping]:
+        if msg.seq != 1:  # only the first message waits
+            yield msg
+            return
+        try:
+            yield msg
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                pass
+            await asyncio.Event().wait()
+        finally:
+            Swallower.stopped.append(ctx.session_id or ctx.job_id)
+
+
 class Jittery(Operator[Ping, Ping]):
     """Sleeps a pseudo-random time per message, then echoes it: without ordering, a session's
     later messages overtake earlier ones."""

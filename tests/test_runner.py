@@ -150,6 +150,38 @@ async def test_operator_without_progress_is_retried_by_the_watchdog(nats_server,
 
 
 @pytest.mark.parametrize("mode", ["realtime", "durable"])
+async def test_a_cancel_the_work_swallowed_is_said_again(nats_server, namespace, mode):
+    from tests.helpers import Swallower
+    from topology.jobs import cancel
+    dep = await deploy(topology("tests.helpers:Swallower", mode=mode), nats_server, namespace)
+    try:
+        _, errors, _ = await collect(dep, "errors", 1)
+        _, pongs, started = await collect(dep, "pongs", 1)
+        key = f"s{mode}"
+        headers = {Headers.SESSION: key} if mode == "realtime" else {}
+        await send(dep, ENC.encode(Ping(seq=1)), job="" if mode == "realtime" else key,
+                   durable=mode == "durable", **headers)
+        await asyncio.wait_for(started.wait(), 10)
+        await cancel(dep.bus, session_id=key) if mode == "realtime" else await cancel(dep.bus, job_id=key)
+        for _ in range(200):
+            if key in Swallower.stopped:
+                break
+            await asyncio.sleep(0.05)
+        assert Swallower.stopped.count(key) == 1, Swallower.stopped
+        if mode == "realtime":  # the worker serves on, not cancelled again
+            await send(dep, ENC.encode(Ping(seq=2)), job="", durable=False, **{Headers.SESSION: "other"})
+            for _ in range(100):
+                if len(pongs) == 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert [p[1]["seq"] for p in pongs] == [1, 2]
+        await asyncio.sleep(0.6)  # no late repeat reaches later work
+        assert errors == []
+    finally:
+        await dep.close()
+
+
+@pytest.mark.parametrize("mode", ["realtime", "durable"])
 async def test_cancel_stops_a_sessions_work_without_a_failure(nats_server, namespace, mode):
     from tests.helpers import Waiter
     from topology.jobs import cancel
@@ -166,7 +198,7 @@ async def test_cancel_stops_a_sessions_work_without_a_failure(nats_server, names
             await cancel(dep.bus, session_id=key)
         else:
             await cancel(dep.bus, job_id=key)
-        for _ in range(100):
+        for _ in range(200):
             if key in Waiter.stopped:
                 break
             await asyncio.sleep(0.05)

@@ -37,6 +37,7 @@ from topology.spec import Mode, TopologySpec
 from topology.subjects import valid_token
 
 log = logging.getLogger("patchwire.runner")
+RECANCEL_S = 0.25  # a Cancel the work did not see is repeated this often
 
 
 class OperatorRunner:
@@ -170,6 +171,15 @@ class OperatorRunner:
         for task in tasks - self.cancelled:  # once each, however many ids match
             self.cancelled.add(task)
             task.cancel()
+            asyncio.get_running_loop().call_later(RECANCEL_S, self._recancel, task)
+
+    def _recancel(self, task: asyncio.Task) -> None:
+        """Python 3.11's asyncio.wait_for (inside nats-py's request, so every JetStream publish)
+        swallows a cancel that lands just as its future completes; the work then carries on as
+        if never told. Until the task has seen its Cancel, say it again."""
+        if task in self.cancelled and not task.done():
+            task.cancel()
+            asyncio.get_running_loop().call_later(RECANCEL_S, self._recancel, task)
 
     async def _run(self, d: Delivery, msg: Message, job: str, deadline: float) -> None:
         watchdog = Watchdog(d, self.topo.durability) if d.durable else None
@@ -187,8 +197,9 @@ class OperatorRunner:
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task in self.cancelled and not self.stopping.is_set():  # asked for: over, not failed
-                task.uncancel()
                 self._done_cancellable(task)
+                while task.cancelling():  # a swallowed first cancel and its repeat
+                    task.uncancel()
                 await self.out.progress(d, Stage.CANCELLED)
                 await d.ack()
             elif watchdog is not None and watchdog.fired:
