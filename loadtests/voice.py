@@ -159,7 +159,9 @@ def barge_row(events: list, frames: list, turn: int, onset: float) -> dict:
     _, barge = first_event(events, "BargeIn", lambda e: e["turn"] == turn)
     _, heard_over = first_event(events, "SpeechStarted", lambda e: e["turn"] > turn)
     ms = lambda t: None if t is None else (t - onset) * 1000
+    before = voiced(frames, onset - 5.0, onset)
     return {"silence_ms": ms(heard[-1] if heard else onset), "gateway_ms": barge.get("onset_to_stop_ms"),
+            "quiet_ms": (onset - before[-1]) * 1000 if before else None,
             "paused_ms": ms(t_paused), "interrupt_ms": ms(t_int),
             "over_reply": heard_over.get("during_playback"),
             "flushed": state("flushed") is not None, "resumed": state("resumed") is not None,
@@ -729,21 +731,24 @@ def barge_report(rows: list[dict], lines: list[str]) -> str:
               "**gw** = the gateway's BargeIn (onset frame published → first silent frame out); "
               "**paused** / **interrupt** = Playback paused / Interrupt arriving at the caller; "
               "**over reply** = listen's SpeechStarted said during_playback (the frames said the "
-              "agent's audio was playing when the onset was confirmed). "
+              "agent's audio was playing when the onset was confirmed); **quiet before** = how "
+              "long the story had been silent at the caller when the onset was sent (a pause "
+              "between sentences). "
               "LLM: the generation running when the Cancel reached this process — **after stop** "
               "is the engine's last_tokens_after_stop, **after cancel** counts its tokens "
               "time-stamped after the Cancel arrived; *idle* = the story was fully generated "
               "before the barge-in.", "",
-              "| after s | client | gw | paused | interrupt | over reply | flushed | LLM at cancel | "
-              "after stop | after cancel | cancel → stopped ms |",
-              "|---:|---:|---:|---:|---:|---|---|---|---:|---:|---:|"]
+              "| after s | client | gw | paused | interrupt | quiet before | over reply | flushed | "
+              "LLM at cancel | after stop | after cancel | cancel → stopped ms |",
+              "|---:|---:|---:|---:|---:|---:|---|---|---|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['after_s']} | {f(r.get('silence_ms'))} | {f(r.get('gateway_ms'))} | "
-                     f"{f(r.get('paused_ms'))} | {f(r.get('interrupt_ms'))} | "
+                     f"{f(r.get('paused_ms'))} | {f(r.get('interrupt_ms'))} | {f(r.get('quiet_ms'))} | "
                      f"{ {True: 'yes', False: 'no'}.get(r.get('over_reply'), '?')} | "
                      f"{'yes' if r.get('flushed') else 'no'} | {r.get('cancel', r.get('error', ''))} | "
                      f"{r.get('after_stop', '')} | {r.get('after_cancel', '')} | {f(r.get('cancel_to_stop_ms'))} |")
     client = [r["silence_ms"] for r in rows if r.get("silence_ms") is not None]
+    seen = [r["silence_ms"] for r in rows if r.get("silence_ms") is not None and r.get("over_reply")]
     gw = [r["gateway_ms"] for r in rows if r.get("gateway_ms") is not None]
     stopped = [r for r in rows if r.get("cancel") == "stopped"]
     worst = max((r["after_stop"] for r in stopped), default=0)
@@ -751,6 +756,9 @@ def barge_report(rows: list[dict], lines: list[str]) -> str:
     lines += ["", f"- onset → silence at the client, P50 / P95 over {len(client)} trials: "
               f"**{p50_p95(client)} ms**; target P95 ≤ {BARGE_TARGET_MS:.0f} ms: "
               f"**{'met' if client and percentile(client, .95) <= BARGE_TARGET_MS else 'not met'}**",
+              f"- of those, the {len(seen)} trials where listen heard the speech as over the reply "
+              f"(SpeechStarted.during_playback): P50 / P95 **{p50_p95(seen)} ms**; the others "
+              f"({len(client) - len(seen)}) were taken for a new turn, so nothing paused the story",
               f"- the gateway's BargeIn, P50 / P95: {p50_p95(gw)} ms",
               f"- LLM still generating at the cancel in {len(stopped)} of {len(rows)} trials; tokens "
               f"after the stop (engine) max {worst}, after the Cancel arrived max {worst_cancel}; "

@@ -72,6 +72,7 @@ def test_a_barge_in_stops_at_the_last_voiced_frame_before_the_next_reply():
     row = bench.barge_row(events, frames, 1, onset=5.0)
     assert round(row["silence_ms"]) == 120 and row["gateway_ms"] == 120.0
     assert round(row["paused_ms"]) == 100 and round(row["interrupt_ms"]) == 400
+    assert round(row["quiet_ms"]) == 20                     # the story sounded 20 ms before
     assert row["flushed"] and not row["resumed"] and not row["finished"]
     assert row["over_reply"] is True
     assert bench.barge_row(events, frames[:1], 1, onset=5.0)["silence_ms"] == 0   # already quiet
