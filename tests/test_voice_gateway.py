@@ -413,6 +413,29 @@ def test_playout_resamples_to_whole_20ms_frames_and_reports_turns():
     assert playout.heard_text(1) == "Hi." and not playout.playing
 
 
+def test_a_pause_between_sentences_is_still_mid_reply():
+    playout = Playout(max_frames=1000, reply_gap_frames=30)
+    playout.add(piece(1, 0, 0, 0.2, text="First.", last=True))
+    assert play(playout, 10) == 10 and playout.playing
+    assert play(playout, 5) == 0 and playout.playing       # the next sentence is being written
+    playout.add(piece(1, 1, 0, 0.2, text="Second.", last=True))
+    playout.add(piece(1, 2, 0, end_of_turn=True))
+    assert play(playout, 10) == 10
+    assert play(playout, 1) == 0 and not playout.playing    # the reply is over
+    playout.add(piece(2, 0, 0, 0.2, last=True))             # a reply whose end never comes
+    assert play(playout, 10) == 10
+    assert play(playout, 29) == 0 and playout.playing
+    assert play(playout, 1) == 0 and not playout.playing
+    playout.add(piece(3, 0, 0, 0.2, last=True))
+    assert play(playout, 12) == 10 and playout.playing
+    playout.pause()
+    assert play(playout, 1) == 0 and not playout.playing
+    playout.resume()
+    assert play(playout, 1) == 0 and playout.playing
+    playout.flush()
+    assert play(playout, 1) == 0 and not playout.playing
+
+
 def test_playout_pause_keeps_audio_flush_drops_it_and_stale_turns_are_refused():
     playout = Playout(max_frames=1000)
     playout.add(piece(1, 0, 0, 1.0, text=LONG, last=True))

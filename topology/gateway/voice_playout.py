@@ -33,6 +33,7 @@ OUT_BYTES = OUT_SAMPLES * 2
 IN_RATE = 16_000
 IN_BYTES = 320 * 2                     # 20 ms at 16 kHz, s16 mono
 FRAME_S = 0.020
+REPLY_GAP_FRAMES = 250                 # 5 s without the next sentence: the reply is taken as over
 SILENCE = bytes(OUT_BYTES)
 END = b""                              # a queued marker: the turn's audio ends here
 
@@ -56,11 +57,18 @@ class Playout:
     """What the agent will say next, frame by frame. `events` collects ("started", turn) and
     ("finished", turn) as playback crosses them; the session drains it after each frame."""
 
-    def __init__(self, max_frames: int) -> None:
+    def __init__(self, max_frames: int, reply_gap_frames: int = REPLY_GAP_FRAMES) -> None:
         self.queue: collections.deque[Chunk] = collections.deque()
         self.max_frames = max(1, max_frames)
         self.paused = False
-        self.playing = False           # the last frame handed out was the agent's audio
+        # The agent is mid-reply: its audio is going out, or a sentence of a started turn has
+        # ended and the next is still being written. Speech in such a gap is a barge-in, not
+        # a new turn that would wait behind the rest of the reply. A reply whose end never
+        # comes (its turn failed) stops counting after reply_gap_frames of silence.
+        self.playing = False
+        self.speaking: int | None = None   # the turn started and not finished
+        self.reply_gap_frames = reply_gap_frames
+        self._quiet = 0                # silent frames handed out since the last audio
         self.floor = 0                 # pieces of turns below this are stale
         self.turn = -1                 # the newest turn that has audio
         self.overflow_drops = 0        # frames dropped because the queue was full
@@ -98,9 +106,15 @@ class Playout:
     def next_frame(self) -> bytes | None:
         """The next 20 ms of agent audio, or None for silence (nothing queued, or paused)."""
         chunk = None if self.paused else self._pop_audio()
-        self.playing = chunk is not None
         if chunk is None:
+            self._quiet += 1
+            if self._quiet >= self.reply_gap_frames:
+                self.speaking = None
+            self.playing = not self.paused and self.speaking is not None
             return None
+        self._quiet = 0
+        self.playing = True
+        self.speaking = chunk.turn
         if chunk.turn not in self._started:
             self._started.add(chunk.turn)
             self.events.append(("started", chunk.turn))
@@ -123,7 +137,7 @@ class Playout:
         self.queue.clear()
         self._audio_frames = 0
         self._resampler, self._tail = None, b""
-        self.playing = False
+        self.playing, self.speaking = False, None
         return dropped
 
     def advance(self, turn: int) -> None:
@@ -133,6 +147,8 @@ class Playout:
             return
         self.floor = turn
         self.paused = False            # a pause belonged to the old turn: the agent moved on
+        if self.speaking is not None and self.speaking < self.floor:
+            self.speaking = None       # its end marker may be among what is dropped below
         kept = [c for c in self.queue if c.turn >= self.floor]
         if len(kept) != len(self.queue):
             self.queue = collections.deque(kept)
@@ -181,6 +197,8 @@ class Playout:
     def _pop_markers(self) -> None:
         while self.queue and not self.queue[0].pcm:
             marker = self.queue.popleft()
+            if marker.turn == self.speaking:
+                self.speaking = None
             if marker.turn in self._started:
                 self.events.append(("finished", marker.turn))
 
