@@ -1,4 +1,4 @@
-"""Task completion of the voice agent: 20 scripted tool-using requests, judged by their effect.
+"""Task completion of the voice agent: 40 scripted tool-using requests, judged by their effect.
 
     python -m evals.voice_tasks [--model qwen2.5-coder-0.5b] [--out evals/RESULTS.md]
 
@@ -41,7 +41,8 @@ DOCS = {
 class Task(msgspec.Struct, frozen=True):
     text: str
     tool: str
-    check: str            # "said:WORD" (reply holds it), "event:DAY:WORD", "note:WORD"
+    check: str            # "said:WORD" (reply holds it), "event:DAY:WORD", "note:WORD", "clock"
+    set: str = "stock"    # "stock": the first 20; "reworded": 20 more, said differently
 
 
 def day_after(today: dt.date, weekday: int) -> dt.date:
@@ -60,7 +61,7 @@ def tasks(today: dt.date) -> list[Task]:
         Task("Put a dentist appointment in my calendar for tomorrow at 9.", "add_event",
              f"event:{tomorrow}:dentist"),
         Task("Schedule a call with the bank on Monday.", "add_event", f"event:{monday}:bank"),
-        Task("What time is it?", "current_time", f"said:{dt.datetime.now():%H}"),
+        Task("What time is it?", "current_time", "clock"),
         Task("What's today's date?", "current_time", f"said:{today.day}"),
         Task("What day of the week is it today?", "current_time", f"said:{today:%A}"),
         Task("Take a note: buy milk and eggs.", "add_note", "note:milk"),
@@ -77,6 +78,43 @@ def tasks(today: dt.date) -> list[Task]:
         Task("Look up what the expense guide says about the deadline for reports.",
              "search_documents", "said:30"),
         Task("Am I free on Saturday?", "list_events", f"said:{saturday:%A}"),
+    ] + reworded(today)
+
+
+def reworded(today: dt.date) -> list[Task]:
+    """The same needs said other ways; written after the intent patterns
+    (operators/voice/intents.py) and not tuned against them: some of them the patterns do not
+    know, and the model chooses."""
+    tomorrow, wednesday, saturday = (today + dt.timedelta(days=1), day_after(today, 2),
+                                     day_after(today, 5))
+    friday = day_after(today, 4)
+    r = "reworded"
+    return [
+        Task("Anything planned for tomorrow?", "list_events", "said:standup", r),
+        Task(f"What have I got on {friday:%A}?", "list_events", "said:yoga", r),
+        Task("Tell me what's on today.", "list_events", "said:dinner", r),
+        Task("Is my evening free today?", "list_events", "said:dinner", r),
+        Task("Could you add a haircut on Wednesday at 4 pm?", "add_event",
+             f"event:{wednesday}:haircut", r),
+        Task("Please book dinner with Lea on Saturday at 8.", "add_event", f"event:{saturday}:lea", r),
+        Task("Set up a call with the landlord tomorrow morning.", "add_event",
+             f"event:{tomorrow}:landlord", r),
+        Task("What's the time?", "current_time", "clock", r),
+        Task("Which day is it today?", "current_time", f"said:{today:%A}", r),
+        Task("What's the date?", "current_time", f"said:{today.day}", r),
+        Task("Note that the gym closes at nine.", "add_note", "note:gym", r),
+        Task("Jot down: renew the car insurance.", "add_note", "note:insurance", r),
+        Task("Remember that my locker code is 4512.", "add_note", "note:4512", r),
+        Task("Can you read back my notes?", "list_notes", "said:passport", r),
+        Task("Show me my notes.", "list_notes", "said:passport", r),
+        Task("How many vacation days do I get according to the policy?", "search_documents",
+             "said:25", r),
+        Task("What does the expense guide say about receipts?", "search_documents",
+             "said:receipt", r),
+        Task("Where is the help desk, according to the handbook?", "search_documents",
+             "said:second", r),
+        Task("Check the docs: where is the office?", "search_documents", "said:harbour", r),
+        Task("Do I have anything on Saturday?", "list_events", f"said:{saturday:%A}", r),
     ]
 
 
@@ -111,6 +149,10 @@ def judge(task: Task, events: list, notebook) -> tuple[bool, str]:
     if not any(e.name == task.tool for e in ran):
         return False, f"tools {[e.name for e in ran] or 'none'}, wanted {task.tool}"
     kind, _, rest = task.check.partition(":")
+    if kind == "clock":   # the hour now, or a minute ago (the reply may straddle the hour)
+        now = dt.datetime.now()
+        hours = {f"{now:%H}", f"{now - dt.timedelta(minutes=1):%H}"}
+        return any(h in said for h in hours), said
     if kind == "said":
         return rest.lower() in said.lower(), said
     if kind == "note":
@@ -143,7 +185,8 @@ async def evaluate(model: str, only: Callable[[int], bool] = lambda i: True) -> 
         events = await drive(agent, UserTurn(session_id=f"task{i}", turn=1, text=task.text,
                                              user=USER), ctx)
         ok, detail = judge(task, events, agent.notebook)
-        rows.append({"task": task.text, "tool": task.tool, "ok": ok, "detail": detail[:200],
+        rows.append({"task": task.text, "tool": task.tool, "set": task.set, "ok": ok,
+                     "detail": detail[:200],
                      "seconds": round(time.perf_counter() - started, 1)})
         print(f"{'PASS' if ok else 'FAIL'} {rows[-1]['seconds']:5.1f}s {task.text} -> {detail[:120]}",
               flush=True)
@@ -154,13 +197,19 @@ async def evaluate(model: str, only: Callable[[int], bool] = lambda i: True) -> 
 def report(rows: list[dict], model: str, command: str) -> str:
     done = sum(r["ok"] for r in rows)
     share = done / len(rows)
+    per_set = "; ".join(f"{name}: {sum(r['ok'] for r in mine)}/{len(mine)}"
+                        for name in ("stock", "reworded")
+                        if (mine := [r for r in rows if r["set"] == name]))
     lines = [f"## Voice agent: task completion ({len(rows)} scripted tool requests, {model})", "",
              f"Command: `{command}`  ",
-             f"Done right: **{done}/{len(rows)} ({share:.0%})**, target > {TARGET:.0%}: "
+             "Sets: **stock**, the 20 requests the intent patterns (operators/voice/intents.py) "
+             "were written against; **reworded**, 20 more written afterwards and not tuned, "
+             "some of which only the model's tool step can route.  ",
+             f"Done right: **{done}/{len(rows)} ({share:.0%})** ({per_set}), target > {TARGET:.0%}: "
              f"{'met' if share > TARGET else 'not met'}; median {statistics.median(r['seconds'] for r in rows):.1f} s "
              "a request on the shared 2-core machine (tool choice + tool + reply).", "",
-             "| request | tool | done | reply / why |", "|---|---|---|---|"]
-    lines += [f"| {r['task']} | {r['tool']} | {'yes' if r['ok'] else 'no'} | "
+             "| set | request | tool | done | reply / why |", "|---|---|---|---|---|"]
+    lines += [f"| {r['set']} | {r['task']} | {r['tool']} | {'yes' if r['ok'] else 'no'} | "
               f"{r['detail'].replace('|', '/')[:140]} |" for r in rows]
     return "\n".join(lines) + "\n"
 

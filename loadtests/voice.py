@@ -232,9 +232,19 @@ async def clips(texts: list[str], cache: Path) -> dict[str, bytes]:
     return out
 
 
+# The scripted caller's receive buffer, in 20 ms frames: a browser's adaptive buffer on a clean
+# loopback holds about one; aiortc's default (4 frames) would add 60 ms to every client figure.
+CALLER_BUFFER_FRAMES = 1
+
+
+def uplink_frames() -> int:
+    from topology.gateway.voice_config import VoiceConfig
+    return VoiceConfig().uplink_buffer_frames
+
+
 def caller(url: str, user: str):
     from topology.voice_client import VoiceCaller
-    return VoiceCaller(url, user=user, loopback=True)
+    return VoiceCaller(url, user=user, loopback=True, receive_buffer_frames=CALLER_BUFFER_FRAMES)
 
 
 def frames_of(call) -> list[tuple[float, float]]:
@@ -618,7 +628,9 @@ async def wait_for_load(limit: float, patience_s: float = 900) -> None:
 
 def header(title: str, command: str, samples: list[dict], load0: float) -> list[str]:
     return [f"### {title}", "", f"Date: {time.strftime('%Y-%m-%d %H:%M %Z')}  ",
-            f"Command: `{command}`  ", "Machine: 2 CPU cores, shared. " + load_line(samples, load0), ""]
+            f"Command: `{command}`  ", "Machine: 2 CPU cores, shared. " + load_line(samples, load0),
+            f"Receive buffers: the gateway's uplink {uplink_frames()} frame, the "
+            f"scripted caller's {CALLER_BUFFER_FRAMES} frame (aiortc's default is 4 = 80 ms).", ""]
 
 
 # ---- the parts -----------------------------------------------------------------------------

@@ -244,6 +244,26 @@ async def test_a_child_killed_mid_sentence_is_restarted_and_the_sentence_finishe
 
 
 @pytest.mark.models
+async def test_a_child_past_its_bounds_is_replaced_without_a_gap():
+    _needs_piper()
+    engine = PiperEngine(SynthesizeConfig(noise_scale=0.0, noise_w=0.0, recycle_lines=25))
+    await engine.start()
+    try:
+        first = engine._procs[0]
+        whole = await spoken(engine, SHORT)
+        for _ in range(30):                                  # the warm-up line counts too
+            assert await spoken(engine, SHORT) == whole      # speech goes on meanwhile
+            if engine.recycled:
+                break
+        await _until(lambda: not engine._recycling, "the replacement swapped in")
+        assert engine.recycled == 1 and engine._procs[0] is not first
+        assert first.proc.returncode is not None             # the old child is gone
+        assert await spoken(engine, SHORT) == whole
+    finally:
+        await engine.close()
+
+
+@pytest.mark.models
 async def test_text_that_kills_piper_twice_is_an_error_and_the_engine_lives_on(exact):
     with pytest.raises(TtsError, match="died twice"):
         await spoken(exact, "...")                           # piper 1.8.0 crashes on no phonemes

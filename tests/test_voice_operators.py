@@ -41,6 +41,13 @@ def test_a_click_is_not_a_turn_and_a_short_sound_is_discarded():
     assert run_probs(det, [0.9] * 4 + [0.1] * 20) == ["start", "pause", "discard"]
 
 
+def test_over_the_agents_reply_a_start_is_confirmed_sooner():
+    quiet = TurnDetector(TurnConfig(onset_ms=96, barge_onset_ms=64), window_ms=32)
+    over = TurnDetector(TurnConfig(onset_ms=96, barge_onset_ms=64), window_ms=32)
+    assert [quiet.push(0.9) for _ in range(3)] == ["", "", "start"]
+    assert [over.push(0.9, playing=True) for _ in range(2)] == ["", "start"]
+
+
 def test_an_unfinished_sentence_waits_longer_before_the_turn_ends():
     det = TurnDetector(TurnConfig(end_ms=480, hold_ms=1200), window_ms=32)
     run_probs(det, [0.9] * 10)
@@ -174,17 +181,38 @@ async def test_sentences_stream_and_the_turn_ends_with_its_text(tmp_path):
     assert "llm_first_sentence_ms" in out[-1].timings
 
 
-async def test_a_calendar_request_runs_the_tool_and_answers_from_it(tmp_path):
-    llm = ScriptedLlm("Done, it is in your calendar.",
-                      {"tool": "add_event", "arguments": {"title": "Dentist", "day": "tomorrow",
-                                                           "time": "09:00"}})
+async def test_a_stock_calendar_request_is_routed_without_the_model(tmp_path):
+    llm = ScriptedLlm("Done, it is in your calendar.")
     op = agent(tmp_path, llm)
     out = await drive(op, turn("Put the dentist in my calendar tomorrow at nine"))
     tools = [e for e in out if isinstance(e, ToolActivity)]
-    assert [t.state for t in tools] == ["started", "finished"] and "Dentist" in tools[1].result
+    assert [t.state for t in tools] == ["started", "finished"] and "dentist" in tools[1].result
+    tomorrow = (dt.date.today() + dt.timedelta(days=1)).isoformat()
+    assert op.notebook.events("ana", tomorrow) == [("09:00", "dentist")]
+    assert out[-2].text == tools[1].result and llm.prompts == []   # said as it is
+
+
+async def test_the_model_routes_the_rest_and_the_users_day_beats_its_copy(tmp_path):
+    llm = ScriptedLlm("Done, it is in your calendar.",
+                      {"tool": "add_event", "arguments": {"title": "Dentist", "day": "monday",
+                                                           "time": "9"}})
+    op = agent(tmp_path, llm)
+    out = await drive(op, turn("I need the dentist on my agenda for tomorrow at nine"))
+    tools = [e for e in out if isinstance(e, ToolActivity)]
+    assert [t.state for t in tools] == ["started", "finished"]
+    assert tools[0].arguments == {"title": "Dentist", "day": "tomorrow", "time": "09:00"}
     tomorrow = (dt.date.today() + dt.timedelta(days=1)).isoformat()
     assert op.notebook.events("ana", tomorrow) == [("09:00", "Dentist")]
-    assert out[-2].text == tools[1].result and len(llm.prompts) == 1   # said as it is
+    assert len(llm.prompts) == 1 and llm.prompts[0].json_schema is not None
+
+
+async def test_a_routed_request_asks_the_model_only_for_what_its_words_lack(tmp_path):
+    llm = ScriptedLlm("", {"tool": "add_note", "arguments": {"text": "Call the plumber"}})
+    op = agent(tmp_path, llm)
+    await drive(op, turn("Take a note."))
+    schema = llm.prompts[0].json_schema
+    assert [o["properties"]["tool"]["const"] for o in schema["anyOf"]] == ["add_note"]  # no "none"
+    assert op.notebook.notes("ana") == ["Call the plumber"]
 
 
 async def test_small_talk_skips_the_tool_step(tmp_path):

@@ -148,7 +148,7 @@ def cmd_eval(args) -> int:
     """`patchwire eval qa`: SciFact retrieval, the permission leak test, grounded answering on
     MTRAG (slow: an LLM answers and another judges). `patchwire eval meeting`: evals/meeting.py
     (ASR WER, speaker-attributed WER, DER, QMSum summaries). `patchwire eval voice`:
-    evals/voice_tasks.py (20 scripted tool requests to the voice agent). Each part writes its
+    evals/voice_tasks.py (40 scripted tool requests to the voice agent). Each part writes its
     block in --out."""
     known = EVAL_PARTS[args.product]
     parts = [p.strip() for p in (args.parts or EVAL_DEFAULTS[args.product]).split(",") if p.strip()]

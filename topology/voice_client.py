@@ -104,12 +104,14 @@ class Microphone(MediaStreamTrack):
 class VoiceCaller:
     def __init__(self, url: str, *, user: str = "", token: str = "",
                  ice_servers: list[dict] | None = None, silence_s: float = 0.5,
-                 connect_timeout_s: float = 15.0, loopback: bool = False) -> None:
+                 connect_timeout_s: float = 15.0, loopback: bool = False,
+                 receive_buffer_frames: int = 0) -> None:
         if loopback:                  # one machine, no network: offer 127.0.0.1 as well
             from topology.gateway.voice_config import allow_loopback
             allow_loopback()
         self.url, self.user, self.token = url.rstrip("/"), user, token
         self.silence_s, self.connect_timeout_s = silence_s, connect_timeout_s
+        self.receive_buffer_frames = receive_buffer_frames   # 0: aiortc's own (4 frames)
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[
             RTCIceServer(**server) for server in ice_servers or []]))
         self.mic = Microphone()
@@ -147,6 +149,9 @@ class VoiceCaller:
         answer = await self._post_offer(self.pc.localDescription.sdp)
         self.session_id = answer["session_id"]
         await self.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], answer["type"]))
+        if self.receive_buffer_frames:
+            from topology.gateway.voice_config import set_receive_buffer
+            set_receive_buffer(self.pc, self.receive_buffer_frames)
         await self._until(lambda: self.pc.connectionState in ("connected", "failed", "closed"),
                           self.connect_timeout_s, "the connection")
         if self.pc.connectionState != "connected":

@@ -6,9 +6,10 @@ Per session the operator keeps the conversation (the engine keeps its prefix in 
 (operators/voice/notebook.py). A turn goes:
 
     screen (guardrail.screen_request)  a refused request never reaches the model
-    tool   only when the words make a tool plausible (tools.might_need_tool): one grammar-
-           constrained step picks a tool or "none", the tool runs, its result is one more
-           system line for the answer
+    tool   a request said in a stock way ("take a note: ...", "what's on my calendar
+           tomorrow") is routed at once (operators/voice/intents.py); otherwise, when the
+           words make a tool plausible (tools.might_need_tool), one grammar-constrained step
+           picks a tool or "none"; the tool runs, its result is one more system line
     answer streamed; each sentence goes out the moment it is complete, so speech starts
            on the first while the model writes the second
 
@@ -35,6 +36,7 @@ from operators.generate.prompting import NO_TOOL, tool_choice_schema, tool_instr
 from operators.generate.sentences import SentenceSplitter
 from operators.generate.shared import LlmSettings, complete
 from operators.voice.guardrail import screen_request
+from operators.voice.intents import route, words_arguments
 from operators.voice.notebook import Notebook
 from operators.voice.tools import SPECS, ToolError, Toolbox, might_need_tool
 from schemas import (AgentEvent, AgentSentence, AgentTurnDone, ChatMessage, HearEvent,
@@ -144,7 +146,7 @@ class Agent(Operator[HearEvent, AgentEvent]):
             return
         async with self.queue.slot():
             used: list[tuple[str, str]] = []           # (tool, result)
-            if self.toolbox.specs and might_need_tool(turn.text):
+            if self.toolbox.specs:
                 async for out in self._use_tool(s, turn, used, timings):
                     yield out
             parts: list[str] = []
@@ -164,7 +166,7 @@ class Agent(Operator[HearEvent, AgentEvent]):
     async def _use_tool(self, s: AgentSession, turn: UserTurn, used: list[tuple[str, str]],
                         timings: dict) -> AsyncIterator[AgentEvent]:
         t0 = time.perf_counter()
-        name, args = await self._choose_tool(s)
+        name, args = await self._choose_tool(s, turn.text)
         timings["tool_choice_ms"] = (time.perf_counter() - t0) * 1000
         if name == NO_TOOL:
             return
@@ -179,10 +181,30 @@ class Agent(Operator[HearEvent, AgentEvent]):
         yield ToolActivity(session_id=s.id, turn=turn.turn, name=name, arguments=args,
                            state=state, result=result)
 
-    async def _choose_tool(self, s: AgentSession) -> tuple[str, dict]:
-        specs = self.toolbox.specs
+    async def _choose_tool(self, s: AgentSession, text: str) -> tuple[str, dict]:
+        """A tool the words plainly ask for is taken as asked (the model fills in only the
+        arguments they lack); otherwise, where a tool is plausible, the model chooses. A day
+        or time in the user's own words beats the model's copy of it."""
+        routed = route(text, self.toolbox.allowed)
+        if routed:
+            args = words_arguments(routed, text)
+            missing = [p for p in SPECS[routed].parameters.get("required", []) if p not in args]
+            if not missing:
+                return routed, args
+            _, asked = await self._ask_model(s, [SPECS[routed]], allow_none=False)
+            return routed, {**asked, **args}
+        if not might_need_tool(text):
+            return NO_TOOL, {}
+        name, asked = await self._ask_model(s, self.toolbox.specs)
+        return name, {**asked, **words_arguments(name, text, defaults=False)}
+
+    async def _ask_model(self, s: AgentSession, specs: list, allow_none: bool = True
+                         ) -> tuple[str, dict]:
+        schema = tool_choice_schema(specs)
+        if not allow_none:
+            schema["anyOf"] = [o for o in schema["anyOf"] if o["properties"]["tool"]["const"] != NO_TOOL]
         prompt = Prompt(messages=[tool_instructions(specs), *self._recent(s)], max_tokens=96,
-                        json_schema=tool_choice_schema(specs), temperature=0.0)
+                        json_schema=schema, temperature=0.0)
         text, _ = await complete(self.engine, prompt)
         try:
             choice = json.loads(text)

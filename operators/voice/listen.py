@@ -125,7 +125,7 @@ class Listen(Operator[AudioFrame, Any]):
         s.carry = buf[whole:].copy()
         for window in buf[:whole].reshape(-1, WINDOW):
             s.windows += 1
-            event = s.turns.push(s.prober.prob(window))
+            event = s.turns.push(s.prober.prob(window), playing=s.playing)
             if s.turns.phase.value == "idle" and event not in ("end", "discard"):
                 s.preroll.append(window)
                 continue

@@ -43,6 +43,10 @@ class SynthesizeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     processes: Annotated[int, msgspec.Meta(ge=1, le=8)] = 1        # piper children, ~190 MB each
     max_chars: Annotated[int, msgspec.Meta(ge=1)] = 5_000          # a longer sentence is rejected
     timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0         # one clause, queueing included
+    # A piper child grows (onnxruntime keeps buffers for every input length it has seen): one
+    # past either bound is replaced by a fresh one, started beside it, swapped in when ready.
+    recycle_mib: Annotated[int, msgspec.Meta(ge=0)] = 320           # its RSS (0: never)
+    recycle_lines: Annotated[int, msgspec.Meta(ge=0)] = 20_000      # clauses served (0: never)
 
     def __post_init__(self) -> None:
         if MODELS.get(self.voice) is None or MODELS[self.voice].kind != "tts":

@@ -30,6 +30,7 @@ class TurnConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     on: float = 0.5              # speech probability that starts (or continues) speech
     off: float = 0.35            # below this a window is a pause
     onset_ms: int = 96           # speech this long starts a turn (3 windows)
+    barge_onset_ms: int = 64     # over the agent's reply: sooner (a wrong start only pauses it)
     end_ms: int = 480            # pause that ends a complete-sounding turn
     hold_ms: int = 1200          # pause that ends a turn that sounds unfinished
     min_speech_ms: int = 200     # shorter sound is discarded ("too short")
@@ -82,13 +83,15 @@ class TurnDetector:
         self.speech_ms = 0.0       # speech in this turn
         self.text = ""             # the latest transcript of this turn (decides the pause)
 
-    def push(self, prob: float) -> str:
+    def push(self, prob: float, playing: bool = False) -> str:
         """'' or an event: 'start' (turn begins), 'pause' (speech stopped, turn open),
-        'resume', 'end' (turn over), 'discard' (it was too short to be a turn)."""
+        'resume', 'end' (turn over), 'discard' (it was too short to be a turn). `playing`:
+        the agent is speaking, so a start is confirmed sooner (the gateway only pauses it,
+        and a start that comes to nothing is discarded and the reply resumes)."""
         speech = prob >= (self.c.off if self.phase is Phase.SPEAKING else self.c.on)
         if self.phase is Phase.IDLE:
             self.run_ms = self.run_ms + self.window_ms if speech else 0.0
-            if self.run_ms >= self.c.onset_ms:
+            if self.run_ms >= (self.c.barge_onset_ms if playing else self.c.onset_ms):
                 self.phase, self.speech_ms = Phase.SPEAKING, self.run_ms
                 return "start"
             return ""

@@ -10,11 +10,14 @@ The environment is read only here, at the entry point (start.py):
 """
 from __future__ import annotations
 
+import logging
 import os
 from typing import Annotated, Mapping
 
 import msgspec
 from aiortc import RTCConfiguration, RTCIceServer
+
+log = logging.getLogger(__name__)
 
 
 class IceServer(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -41,6 +44,9 @@ class VoiceConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     said_edge: str = "said"
     audio_edge: str = "audio_out"
     cancel_operators: tuple[str, ...] = ("agent", "guardrail", "synthesize")   # barge-in stops these
+    # The caller's audio feeds VAD and ASR, not a loudspeaker: it needs its packets in order,
+    # not smoothed. aiortc holds 4 frames (80 ms) before handing one out; 1 is its least.
+    uplink_buffer_frames: Annotated[int, msgspec.Meta(ge=1, le=16)] = 1
 
     def rtc(self) -> RTCConfiguration:
         """aiortc's form. An empty list, not None: None means Google's public STUN server,
@@ -82,6 +88,21 @@ def _parse(name: str, value: str, kind):
 
 
 _original_host_addresses = None
+
+
+def set_receive_buffer(pc, frames: int) -> bool:
+    """How many 20 ms frames aiortc's audio receivers hold back (its JitterBuffer prefetch,
+    4 by default and with no option: a named reach into aiortc 1.16's private receiver).
+    Call it once the remote description is set. False where aiortc no longer looks so."""
+    done = False
+    for receiver in pc.getReceivers():
+        buffer = getattr(receiver, "_RTCRtpReceiver__jitter_buffer", None)
+        if receiver.track is not None and receiver.track.kind == "audio" and hasattr(buffer, "_prefetch"):
+            buffer._prefetch = frames
+            done = True
+    if not done:
+        log.warning("aiortc's audio receive buffer could not be set to %d frames", frames)
+    return done
 
 
 def allow_loopback() -> None:

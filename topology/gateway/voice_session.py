@@ -29,7 +29,7 @@ from schemas.audio import AudioFrame
 from schemas.voice import (AgentEvent, AgentSentence, HearEvent, Interrupt, SessionClosed,
                            SpeechAudio, SpeechStarted, Spoken, TurnDiscarded, UserTurn)
 from topology.bus import Bus
-from topology.gateway.voice_config import VoiceConfig
+from topology.gateway.voice_config import VoiceConfig, set_receive_buffer
 from topology.gateway.voice_playout import (FRAME_S, IN_BYTES, AgentVoice, FrameCutter,
                                             Playout)
 from topology.jobs import cancel
@@ -107,6 +107,7 @@ class VoiceSession:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         if not self._reading:             # aiortc announced no incoming audio track
             raise NoMicrophone("the offer's audio is receive-only: send the microphone too")
+        set_receive_buffer(self.pc, self.config.uplink_buffer_frames)
         self.pc.addTrack(self.voice)
         nc, s, c = self.bus.nc, self.bus.subjects, self.config
         self.subs = [await nc.subscribe(s.edge(c.heard_edge, self.id), cb=self._on_heard),

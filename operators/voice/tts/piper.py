@@ -97,6 +97,16 @@ class PiperProcess:
         self.pending: collections.deque[asyncio.Future] = collections.deque()
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self.dir = Path(tempfile.mkdtemp(prefix="pw-piper-", dir=_ram_dir()))
+        self.served = 0               # lines answered
+
+    def rss_mib(self) -> float:
+        """The child's resident memory, 0 where /proc cannot say."""
+        try:
+            status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        except (OSError, AttributeError):
+            return 0.0
+        match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+        return int(match.group(1)) / 1024 if match else 0.0
 
     @property
     def alive(self) -> bool:
@@ -140,6 +150,7 @@ class PiperProcess:
             if fut.done() and not fut.cancelled() and fut.exception() is None:
                 fut.result().unlink(missing_ok=True)
             raise
+        self.served += 1
         return self._pcm(path)
 
     async def close(self) -> None:
@@ -201,6 +212,8 @@ class PiperEngine:
         self._argv: list[str] = []
         self._procs: list[PiperProcess] = []
         self._locks = [asyncio.Lock() for _ in range(self.config.processes)]
+        self._recycling: dict[int, asyncio.Task] = {}
+        self.recycled = 0             # children replaced for their size or age
 
     async def start(self) -> None:
         if self._procs:
@@ -213,6 +226,9 @@ class PiperEngine:
                 raise TtsError(f"piper did not start with voice {self.config.voice!r}: {e}") from None
 
     async def close(self) -> None:
+        for task in self._recycling.values():
+            task.cancel()
+        await asyncio.gather(*self._recycling.values(), return_exceptions=True)
         procs, self._procs = self._procs, []
         for proc in procs:
             await proc.close()
@@ -232,7 +248,10 @@ class PiperEngine:
         every time is an error, not a crash loop."""
         for attempt in (1, 2):
             try:
-                return await (await self._pick()).synthesize(clause)
+                proc = await self._pick()
+                pcm = await proc.synthesize(clause)
+                self._maybe_recycle(proc)
+                return pcm
             except PiperDied as e:
                 if attempt == 2:
                     raise TtsError(f"piper died twice on {clause[:80]!r}: {e}") from None
@@ -248,6 +267,41 @@ class PiperEngine:
                 await self._procs[i].close()
                 self._procs[i] = await self._spawn()
         return self._procs[i]
+
+    def _maybe_recycle(self, proc: PiperProcess) -> None:
+        """Every 25 lines, a child past its bounds is replaced in the background: speech
+        goes on from the old one until the new one has loaded its voice (~0.9 s)."""
+        c = self.config
+        if proc.served % 25 or proc not in self._procs:
+            return
+        i = self._procs.index(proc)
+        if i in self._recycling:
+            return
+        too_old = c.recycle_lines and proc.served >= c.recycle_lines
+        too_big = c.recycle_mib and proc.rss_mib() > c.recycle_mib
+        if too_old or too_big:
+            log.info("piper child %s: %d lines, %.0f MiB: replacing it", proc.proc.pid,
+                     proc.served, proc.rss_mib())
+            self._recycling[i] = asyncio.create_task(self._recycle(i, proc))
+
+    async def _recycle(self, i: int, old: PiperProcess) -> None:
+        try:
+            fresh = await self._spawn()
+            async with self._locks[i]:
+                if not self._procs or self._procs[i] is not old:
+                    await fresh.close()       # closed or restarted meanwhile
+                    return
+                self._procs[i] = fresh
+            self.recycled += 1
+            for _ in range(int(self.config.timeout_s * 10)):   # its lines in flight finish
+                if not old.load:
+                    break
+                await asyncio.sleep(0.1)
+            await old.close()
+        except PiperDied as e:
+            log.warning("piper: a replacement child did not start (%s); keeping the old one", e)
+        finally:
+            self._recycling.pop(i, None)
 
     async def _spawn(self) -> PiperProcess:
         proc = PiperProcess(self._argv, self.voice_rate, self.config.timeout_s)
