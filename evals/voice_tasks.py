@@ -105,8 +105,9 @@ def reworded(today: dt.date) -> list[Task]:
         Task("Note that the gym closes at nine.", "add_note", "note:gym", r),
         Task("Jot down: renew the car insurance.", "add_note", "note:insurance", r),
         Task("Remember that my locker code is 4512.", "add_note", "note:4512", r),
-        Task("Can you read back my notes?", "list_notes", "said:passport", r),
-        Task("Show me my notes.", "list_notes", "said:passport", r),
+        # by now the notes are seven: the tool reads the newest five, so the check is the newest
+        Task("Can you read back my notes?", "list_notes", "said:locker", r),
+        Task("Show me my notes.", "list_notes", "said:locker", r),
         Task("How many vacation days do I get according to the policy?", "search_documents",
              "said:25", r),
         Task("What does the expense guide say about receipts?", "search_documents",

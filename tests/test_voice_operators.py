@@ -281,8 +281,19 @@ def test_days_are_resolved_in_code_not_by_the_model():
     assert resolve_day("tomorrow", today) == dt.date(2026, 11, 30)
     assert resolve_day("Friday", today) == dt.date(2026, 12, 4)
     assert resolve_day("2026-12-24", today) == dt.date(2026, 12, 24)
+    assert resolve_day("tomorrow morning", today) == dt.date(2026, 11, 30)
+    assert resolve_day("this evening", today) == today == resolve_day("tonight", today)
     with pytest.raises(ToolError):
         resolve_day("someday", today)
+
+
+async def test_notes_are_read_newest_first_and_the_rest_counted(tmp_path):
+    box = Toolbox(Notebook(tmp_path / "n.sqlite"), None, ["add_note", "list_notes"])
+    assert await box.run("list_notes", {}, "ana") == "You have no notes."
+    for i in range(7):
+        await box.run("add_note", {"text": f"note {i}"}, "ana")
+    said = await box.run("list_notes", {}, "ana")
+    assert said.startswith("Your 5 newest notes: note 6; note 5") and said.endswith("and 2 older ones.")
 
 
 async def test_a_tool_outside_the_allowed_set_is_not_run(tmp_path):

@@ -18,8 +18,9 @@ from __future__ import annotations
 import re
 
 WEEKDAY = r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
-DAY = (rf"(?:today|tonight|tomorrow|yesterday|this (?:morning|afternoon|evening)|"
-       rf"(?:next |this )?{WEEKDAY}|\d{{4}}-\d{{2}}-\d{{2}})")
+DAY = (rf"(?:(?:(?:today|tomorrow|yesterday|(?:next |this )?{WEEKDAY})"
+       rf"(?: (?:morning|afternoon|evening|night))?)|tonight|this (?:morning|afternoon|evening)|"
+       rf"\d{{4}}-\d{{2}}-\d{{2}})")
 NUMBERS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
            "eleven", "twelve"]
 TIME = (r"(?:noon|midday|midnight|(?:\d{1,2}(?::\d{2})?|" + "|".join(NUMBERS) + r")"

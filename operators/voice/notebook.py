@@ -69,6 +69,9 @@ class Notebook:
         return [t for (t,) in self._read(
             "SELECT text FROM notes WHERE user=? ORDER BY id DESC LIMIT ?", (user, limit))]
 
+    def count_notes(self, user: str) -> int:
+        return self._read("SELECT COUNT(*) FROM notes WHERE user=?", (user,))[0][0]
+
     def remember(self, user: str, summary: str) -> int:
         return self._write("INSERT INTO memories (user, summary, created) VALUES (?,?,?)",
                            (user, summary, time.time()))

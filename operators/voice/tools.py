@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from schemas import ToolSpec
 
 WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+READ_NOTES = 5                # notes read aloud at once, newest first
 STRING = {"type": "string", "minLength": 1, "maxLength": 200}
 
 SPECS: dict[str, ToolSpec] = {s.name: s for s in [
@@ -53,8 +54,8 @@ class ToolError(Exception):
 
 
 def resolve_day(text: str, today: dt.date) -> dt.date:
-    words = text.strip().lower()
-    if words in ("today", "tonight", "this evening", "this morning"):
+    words = re.sub(r"\s*\b(?:morning|afternoon|evening|night)\b", "", text.strip().lower()).strip()
+    if words in ("", "this", "today", "tonight"):
         return today
     if words in ("tomorrow", "tmrw"):
         return today + dt.timedelta(days=1)
@@ -127,8 +128,14 @@ class Toolbox:
         return f"Noted: {text}"
 
     async def _list_notes(self, args: dict, user: str) -> str:
-        notes = self.notebook.notes(user)
-        return "Your notes: " + "; ".join(notes) if notes else "You have no notes."
+        notes = self.notebook.notes(user, READ_NOTES)
+        if not notes:
+            return "You have no notes."
+        older = self.notebook.count_notes(user) - len(notes)
+        said = "; ".join(notes)
+        if older:   # read aloud, five is plenty; the rest are not silently missing
+            return f"Your {len(notes)} newest notes: {said}; and {older} older one{'s' * (older > 1)}."
+        return f"Your notes: {said}"
 
 
 def might_need_tool(text: str) -> bool:
