@@ -19,6 +19,7 @@ from operators.voice.intents import clock_time, event_title, route, words_argume
     ("What time is the meeting on Friday?", "list_events"),
     ("Which day is it?", "current_time"),
     ("Tell me the time.", "current_time"),
+    ("Do you know what day it is?", "current_time"),
     ("Does the travel policy cover taxis?", "search_documents"),
     ("What does the handbook say about the date of the audit?", "search_documents"),
 ])

@@ -50,7 +50,8 @@ INTENTS: list[tuple[str, re.Pattern]] = [
         rf"anything (?:on|planned))\b.*\b{DAY}\b", _I)),
     ("current_time", re.compile(
         r"\bwhat time\b|\b(?:what(?:'s| is)|tell me) (?:the )?(?:time|date)\b|\btoday'?s date\b|"
-        r"\bwhat(?:'s| is)? (?:the )?date\b|\b(?:what|which) day(?: of the week)? is it\b", _I)),
+        r"\bwhat(?:'s| is)? (?:the )?date\b|\b(?:what|which) day(?: of the week)? is it\b|"
+        r"\bwhat (?:day|time) it is\b", _I)),
 ]
 
 _DAY_RE = re.compile(rf"\b{DAY}\b", _I)
