@@ -57,6 +57,7 @@ GAP_S = 0.060                    # an underrun: frames this far apart while a re
 STALL_S = 0.5                    # a stall: this much silence between a reply's voiced frames
 TTFA_TARGET_MS = 1000.0          # P50
 BARGE_TARGET_MS = 200.0          # P95
+MODEL_STEP_MS = 50.0             # a tool choice this long was the model's (routing takes < 5 ms)
 PARTS = ("ttfa", "barge", "load", "admission", "soak")
 SESSIONS = [
     ["What time is it?", "Tell me a fun fact about owls.", "What's on my calendar tomorrow?",
@@ -680,9 +681,11 @@ async def part_ttfa(server: Server, args, command: str) -> str:
               f"- the gateway's own figure (Latency), P50 / P95: "
               f"{p50_p95([r['gateway_ms'] for r in ok if r.get('gateway_ms') is not None])} ms",
               where_time_goes(ok)]
-    groups = {"a tool ran": lambda r: r.get("tools"),
-              "the tool choice ran and chose none": lambda r: not r.get("tools") and "tool_choice_ms" in r,
-              "no tool choice (no tool word in the question)": lambda r: "tool_choice_ms" not in r}
+    asked = lambda r: r.get("tool_choice_ms", 0) >= MODEL_STEP_MS     # noqa: E731
+    groups = {"a tool ran, routed by its words (no model step)": lambda r: r.get("tools") and not asked(r),
+              "a tool ran, chosen by the model's tool step": lambda r: r.get("tools") and asked(r),
+              "the model's tool step ran and chose none": lambda r: not r.get("tools") and asked(r),
+              "no tool: the model answered": lambda r: not r.get("tools") and not asked(r)}
     for label, pick in groups.items():
         part = [r["ttfa_ms"] for r in ok if pick(r)]
         lines.append(f"- {label}: P50 / P95 {p50_p95(part)} ms over {len(part)}")

@@ -33,6 +33,9 @@ class Cancel(Message, frozen=True):
     job_id: str = ""
     reason: str = ""
     operators: list[str] = []   # only these operators stop (empty: all); barge-in spares `listen`
+    # Only work on messages of an earlier turn stops (0: any). Barge-in names the user's new
+    # turn: its UserTurn may reach the agent before this Cancel does, and must be answered.
+    before_turn: int = 0
 
 
 class Ping(Message, frozen=True):

@@ -5,7 +5,7 @@ import asyncio
 from typing import AsyncIterator
 
 from operators.base import Context, Operator, Reject
-from schemas import Ping
+from schemas import Ping, UserTurn
 
 
 class Crasher(Operator[Ping, Ping]):
@@ -133,6 +133,18 @@ class Swallower(Operator[Ping, Ping]):
             await asyncio.Event().wait()
         finally:
             Swallower.stopped.append(ctx.session_id or ctx.job_id)
+
+
+class TurnSleeper(Operator[UserTurn, UserTurn]):
+    """Works for `len(text)` tenths of a second on a user turn, then echoes it."""
+
+    kind = "turn_sleeper"
+    input_type = UserTurn
+    output_type = UserTurn
+
+    async def process(self, msg: UserTurn, ctx: Context) -> AsyncIterator[UserTurn]:
+        await asyncio.sleep(len(msg.text) / 10)
+        yield msg
 
 
 class Jittery(Operator[Ping, Ping]):

@@ -6,7 +6,7 @@ import asyncio
 
 import msgspec
 
-from schemas import Headers, Ping
+from schemas import Headers, Ping, UserTurn
 from tests.bus_helpers import collect, deploy, send
 from topology import spec as topo_spec
 from topology.jobs import cancel
@@ -87,5 +87,33 @@ async def test_an_immediate_message_skips_its_sessions_line(nats_server, namespa
                    **{Headers.SESSION: "s1", Headers.PRIORITY: "immediate"})
         await asyncio.wait_for(done.wait(), 10)
         assert [body["seq"] for _, body, _ in got] == [1, 20]   # it did not wait 2 s in line
+    finally:
+        await dep.close()
+
+
+async def test_a_barge_in_cancel_spares_the_turn_that_interrupted(nats_server, namespace):
+    """The new turn's UserTurn can reach the agent before the Cancel for the old reply."""
+    topo = topo_spec.parse("""
+name: t
+edges:
+  pings: {type: UserTurn, mode: realtime}
+  pongs: {type: UserTurn, mode: realtime}
+  errors: {type: Failure}
+inputs: [pings]
+outputs: [pongs, errors]
+operators:
+  - {name: op, kind: "tests.helpers:TurnSleeper", input: pings, output: pongs, concurrency: 4}
+""")
+    dep = await deploy(topo, nats_server, namespace)
+    try:
+        _, got, done = await collect(dep, "pongs", 1)
+        for turn in (1, 2):
+            await send(dep, ENC.encode(UserTurn(session_id="s9", turn=turn, text="x" * 10)),
+                       job="", durable=False, **{Headers.SESSION: "s9"})
+        await asyncio.sleep(0.3)
+        await cancel(dep.bus, session_id="s9", operators=["op"], before_turn=2)
+        await asyncio.wait_for(done.wait(), 10)
+        await asyncio.sleep(1.0)
+        assert [body["turn"] for _, body, _ in got] == [2]      # turn 1 stopped, turn 2 answered
     finally:
         await dep.close()

@@ -152,6 +152,9 @@ class RealtimeQueue:
                 await handler(Delivery(msg))
             except Exception as e:  # one bad frame must not end this worker
                 log.error("%s: handler failed: %r", msg.subject, e)
+            except BaseException as e:
+                log.error("%s: worker ends (%r) while handling a message", msg.subject, e)
+                raise
 
     async def wait_empty(self, grace: float) -> None:
         end = time.monotonic() + grace

@@ -131,10 +131,11 @@ async def transcribe_file(bus: Bus, blobs, path: Path, *, input_edge: str = "job
 
 
 async def cancel(bus: Bus, session_id: str = "", job_id: str = "", reason: str = "",
-                 operators: list[str] | None = None) -> None:
+                 operators: list[str] | None = None, before_turn: int = 0) -> None:
     """Stop a session's or a job's work now (barge-in, a user's cancel): in every operator,
-    or only in those named."""
+    or only in those named; with `before_turn`, only work on earlier turns."""
     key = session_id or job_id
     await bus.nc.publish(bus.subjects.cancel(key), msgspec.msgpack.encode(
-        Cancel(session_id=session_id, job_id=job_id, reason=reason, operators=operators or [])))
+        Cancel(session_id=session_id, job_id=job_id, reason=reason, operators=operators or [],
+               before_turn=before_turn)))
     await bus.nc.flush()

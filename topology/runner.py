@@ -57,6 +57,7 @@ class OperatorRunner:
         self.realtime: RealtimeQueue | OrderedRealtimeQueue | None = None
         self.working: dict[str, set[asyncio.Task]] = {}   # session/job id -> its handlers
         self.cancelled: set[asyncio.Task] = set()          # cancelled by a Cancel, not shutdown
+        self.turn_of: dict[asyncio.Task, int] = {}         # the turn a handler works on, if any
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -134,7 +135,8 @@ class OperatorRunner:
                 return await self._give_up(d, FailureCategory.DEADLINE, f"deadline passed {late:.3f} s ago")
             task = asyncio.current_task()
             if self.op.cancellable(msg):
-                self._cancellable(task, [k for k in (job, d.headers.get(Headers.SESSION, "")) if k])
+                self._cancellable(task, [k for k in (job, d.headers.get(Headers.SESSION, "")) if k],
+                                  getattr(msg, "turn", None))
             try:
                 await self._run(d, msg, job, deadline)
             except asyncio.CancelledError:
@@ -145,13 +147,16 @@ class OperatorRunner:
             finally:
                 self._done_cancellable(task)
 
-    def _cancellable(self, task: asyncio.Task, keys: list[str]) -> None:
+    def _cancellable(self, task: asyncio.Task, keys: list[str], turn: int | None = None) -> None:
         for key in keys:
             self.working.setdefault(key, set()).add(task)
+        if isinstance(turn, int):
+            self.turn_of[task] = turn
 
     def _done_cancellable(self, task: asyncio.Task) -> None:
         """From here on a Cancel cannot reach this message's work (it is finished)."""
         self.cancelled.discard(task)
+        self.turn_of.pop(task, None)
         for key in [k for k, tasks in self.working.items() if task in tasks]:
             self.working[key].discard(task)
             if not self.working[key]:
@@ -167,7 +172,8 @@ class OperatorRunner:
         if cancel.operators and self.spec.name not in cancel.operators:
             return
         tasks = {t for key in (cancel.session_id, cancel.job_id) if key
-                 for t in self.working.get(key, ())}
+                 for t in self.working.get(key, ())
+                 if not cancel.before_turn or self.turn_of.get(t, -1) < cancel.before_turn}
         for task in tasks - self.cancelled:  # once each, however many ids match
             self.cancelled.add(task)
             task.cancel()

@@ -232,11 +232,13 @@ class VoiceSession:
         if self.barge is None and self.playout.playing:
             self.barge = (self.playout.turn, self._onset_time(event.at_s))
         self.playout.resume()             # what comes next is the next turn's audio
+        if self.playout.turn >= event.turn:
+            return                        # the answer to this very turn already plays
         dropped = self.playout.flush()
         cut = self.playout.cut()
         self.send(Playback(turn=cut, state="flushed", dropped_frames=dropped))
-        await cancel(self.bus, session_id=self.id, reason="barge-in",
-                     operators=list(self.config.cancel_operators))
+        await cancel(self.bus, session_id=self.id, reason="barge-in",   # the new turn is spared
+                     operators=list(self.config.cancel_operators), before_turn=event.turn)
         if cut >= 0 and cut not in self.done_turns:
             spoken = Spoken(session_id=self.id, turn=cut, text=self.playout.heard_text(cut))
             # immediate: the agent must not see it only after the turn that interrupted it
