@@ -129,6 +129,27 @@ async def test_over_the_agent_words_interrupt_and_a_backchannel_is_discarded():
     assert isinstance(events[-1], TurnDiscarded) and "backchannel" in events[-1].reason
 
 
+async def test_the_decode_at_the_pause_decides_how_long_the_pause_must_be():
+    """A cut-off partial ("What's today's...") holds the turn open; the full decode started at
+    the pause says the question is finished, so the turn ends after the short pause."""
+    from operators.voice.listen import Session, _Decode
+    op = listener("x", end_ms=480, hold_ms=1200)
+    s = Session("s1", op.engine, op.config)
+    for p in (0.9,) * 10 + (0.1,):
+        s.turns.push(p)                                      # speaking, then paused
+    s.turn, s.speech_end = 1, 10
+    s.turns.text = "What's today's..."
+    assert s.turns.pause_needed() == 1200
+    task = asyncio.get_running_loop().create_future()
+    task.set_result(("What's today's date?", 300.0))
+    s.final = _Decode(turn=1, upto=9, task=task)             # a decode of less than all: ignored
+    op._final_ready(s)
+    assert s.turns.pause_needed() == 1200
+    s.final = _Decode(turn=1, upto=10, task=task)
+    op._final_ready(s)
+    assert s.turns.text == "What's today's date?" and s.turns.pause_needed() == 480
+
+
 async def test_noise_without_words_is_discarded_and_a_hang_up_closes_the_session():
     op = listener("")
     events = await speak(op, [(0.6, 0.3), (0.2, 0.0)], last=True)

@@ -113,6 +113,7 @@ class Listen(Operator[AudioFrame, Any]):
             yield event
         async for event in self._partial_ready(s):
             yield event
+        self._final_ready(s)
         if frame.last:
             async for event in self._hang_up(s):
                 yield event
@@ -187,6 +188,19 @@ class Listen(Operator[AudioFrame, Any]):
         if s.during_playback and not s.interrupted and s.turns.interrupts(text):
             s.interrupted = True
             yield Interrupt(session_id=s.id, turn=s.turn, text=text, at_s=s.at_s)
+
+    def _final_ready(self, s: Session) -> None:
+        """The decode started at the pause holds every word said: it decides how long the pause
+        must be, not the last partial (Whisper ends a cut-off partial with "...", which reads
+        as unfinished and would hold the turn open 1.2 s)."""
+        done = s.final
+        if (done is None or not done.task.done() or done.task.cancelled()
+                or done.task.exception() is not None or done.turn != s.turn
+                or done.upto != s.speech_end or s.turns.phase.value != "paused"):
+            return
+        text, _ = done.task.result()
+        if text:
+            s.turns.text = text
 
     async def _final_text(self, s: Session) -> tuple[str, float]:
         if s.final is not None and s.final.upto == s.speech_end and s.final.turn == s.turn:
