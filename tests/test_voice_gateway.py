@@ -28,7 +28,7 @@ from topology.bus import Bus
 from topology.gateway.auth import load_users
 from topology.gateway.http import make_app, serve
 from topology.gateway.voice import VoiceGateway
-from topology.gateway.voice_config import VoiceConfig, config_from_env
+from topology.gateway.voice_config import VoiceConfig, config_from_env, default_max_sessions
 from topology.gateway.voice_playout import Playout
 from topology.subjects import Subjects
 from topology.voice_client import SILENT_RMS, VoiceCallError, VoiceCaller
@@ -472,6 +472,7 @@ def test_settings_from_the_environment():
                               '[{"urls": ["turn:t.example:3478"], "username": "u", '
                               '"credential": "p"}]', "PATCHWIRE_VOICE_LOOPBACK": "1"})
     assert config.max_sessions == 3 and config.loopback
+    assert default_max_sessions(2) == 1 and default_max_sessions(16) == 8 and default_max_sessions(1) == 1
     assert config.for_page() == [{"urls": ["turn:t.example:3478"], "username": "u",
                                   "credential": "p"}]
     assert config.rtc().iceServers[0].username == "u"

@@ -2,7 +2,7 @@
 
 The environment is read only here, at the entry point (start.py):
 
-    PATCHWIRE_VOICE_MAX_SESSIONS   calls at once (more get 503)
+    PATCHWIRE_VOICE_MAX_SESSIONS   calls at once (more get 503); default one per two cores
     PATCHWIRE_ICE_SERVERS          JSON: [{"urls": ["turn:turn.example.com:3478"],
                                            "username": "u", "credential": "p"}, …]
     PATCHWIRE_VOICE_LOOPBACK       1: also offer 127.0.0.1 as an ICE candidate (one machine,
@@ -31,7 +31,8 @@ class IceServer(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 
 
 class VoiceConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    max_sessions: Annotated[int, msgspec.Meta(ge=0)] = 16
+    max_sessions: Annotated[int, msgspec.Meta(ge=0)] = msgspec.field(
+        default_factory=lambda: default_max_sessions())
     ice_servers: list[IceServer] = []          # none: host candidates only (a LAN, loopback)
     loopback: bool = False                     # also gather 127.0.0.1 (see allow_loopback)
     connect_timeout_s: float = 15.0            # offer answered → first audio from the caller
@@ -88,6 +89,14 @@ def _parse(name: str, value: str, kind):
 
 
 _original_host_addresses = None
+
+
+def default_max_sessions(cores: int | None = None) -> int:
+    """Calls admitted at once when PATCHWIRE_VOICE_MAX_SESSIONS is not set: one per two cores.
+    With every model on the CPU (Whisper tiny.en, Qwen 0.5B, piper) one call stays real-time
+    on 2 cores and two do not (loadtests/RESULTS.md, voice-load); with the models on GPU
+    servers set the variable to what those serve."""
+    return max(1, (cores or os.cpu_count() or 2) // 2)
 
 
 def set_receive_buffer(pc, frames: int) -> bool:
