@@ -149,24 +149,34 @@ async def test_operator_without_progress_is_retried_by_the_watchdog(nats_server,
         await dep.close()
 
 
+async def _start_then_cancel(dep, mode: str, key: str, stopped: list[str]) -> tuple[list, list]:
+    """One Ping for `key` (a session or a job), a Cancel once its work has started, then wait
+    until the operator's `stopped` list names the key; returns (errors, pongs) as collected."""
+    from topology.jobs import cancel
+    _, errors, _ = await collect(dep, "errors", 1)
+    _, pongs, started = await collect(dep, "pongs", 1)
+    headers = {Headers.SESSION: key} if mode == "realtime" else {}
+    await send(dep, ENC.encode(Ping(seq=1)), job="" if mode == "realtime" else key,
+               durable=mode == "durable", **headers)
+    await asyncio.wait_for(started.wait(), 10)
+    if mode == "realtime":
+        await cancel(dep.bus, session_id=key)
+    else:
+        await cancel(dep.bus, job_id=key)
+    for _ in range(200):
+        if key in stopped:
+            break
+        await asyncio.sleep(0.05)
+    return errors, pongs
+
+
 @pytest.mark.parametrize("mode", ["realtime", "durable"])
 async def test_a_cancel_the_work_swallowed_is_said_again(nats_server, namespace, mode):
     from tests.helpers import Swallower
-    from topology.jobs import cancel
     dep = await deploy(topology("tests.helpers:Swallower", mode=mode), nats_server, namespace)
     try:
-        _, errors, _ = await collect(dep, "errors", 1)
-        _, pongs, started = await collect(dep, "pongs", 1)
         key = f"s{mode}"
-        headers = {Headers.SESSION: key} if mode == "realtime" else {}
-        await send(dep, ENC.encode(Ping(seq=1)), job="" if mode == "realtime" else key,
-                   durable=mode == "durable", **headers)
-        await asyncio.wait_for(started.wait(), 10)
-        await cancel(dep.bus, session_id=key) if mode == "realtime" else await cancel(dep.bus, job_id=key)
-        for _ in range(200):
-            if key in Swallower.stopped:
-                break
-            await asyncio.sleep(0.05)
+        errors, pongs = await _start_then_cancel(dep, mode, key, Swallower.stopped)
         assert Swallower.stopped.count(key) == 1, Swallower.stopped
         if mode == "realtime":  # the worker serves on, not cancelled again
             await send(dep, ENC.encode(Ping(seq=2)), job="", durable=False, **{Headers.SESSION: "other"})
@@ -184,24 +194,10 @@ async def test_a_cancel_the_work_swallowed_is_said_again(nats_server, namespace,
 @pytest.mark.parametrize("mode", ["realtime", "durable"])
 async def test_cancel_stops_a_sessions_work_without_a_failure(nats_server, namespace, mode):
     from tests.helpers import Waiter
-    from topology.jobs import cancel
     dep = await deploy(topology("tests.helpers:Waiter", mode=mode), nats_server, namespace)
     try:
-        _, errors, _ = await collect(dep, "errors", 1)
-        _, pongs, started = await collect(dep, "pongs", 1)
         key = f"k{mode}"
-        headers = {Headers.SESSION: key} if mode == "realtime" else {}
-        await send(dep, ENC.encode(Ping(seq=1)), job="" if mode == "realtime" else key,
-                   durable=mode == "durable", **headers)
-        await asyncio.wait_for(started.wait(), 10)
-        if mode == "realtime":
-            await cancel(dep.bus, session_id=key)
-        else:
-            await cancel(dep.bus, job_id=key)
-        for _ in range(200):
-            if key in Waiter.stopped:
-                break
-            await asyncio.sleep(0.05)
+        errors, _ = await _start_then_cancel(dep, mode, key, Waiter.stopped)
         assert key in Waiter.stopped, Waiter.stopped
         if mode == "durable":  # acked: a cancelled job is not redelivered
             for _ in range(100):
