@@ -22,6 +22,8 @@ from operators.voice.intents import clock_time, event_title, route, words_argume
     ("Do you know what day it is?", "current_time"),
     ("Does the travel policy cover taxis?", "search_documents"),
     ("What does the handbook say about the date of the audit?", "search_documents"),
+    ("Add a meeting to go over the travel policy on Friday.", "add_event"),   # a write comes first
+    ("Take a note: the expense guide changed.", "add_note"),
 ])
 def test_stock_requests_are_routed(text, tool):
     assert route(text) == tool

@@ -11,7 +11,8 @@ patterns route them at once; only what they do not recognise goes to the model's
     words_arguments("add_event", "Book lunch with Maria on Thursday at noon.")
                                                  -> {"title": "lunch with Maria",
                                                      "day": "thursday", "time": "12:00"}
-The patterns favour precision: a request they miss still reaches the model.
+The patterns favour precision: a request they miss still reaches the model. Writes are
+tried first ("add a meeting about the travel policy" is an event, not a search).
 """
 from __future__ import annotations
 
@@ -29,19 +30,19 @@ POLITE = r"^\s*(?:(?:hey|ok(?:ay)?|so|and)[, ]+)?(?:please[, ]+)?(?:(?:can|could
 
 _I = re.IGNORECASE
 INTENTS: list[tuple[str, re.Pattern]] = [
-    ("search_documents", re.compile(
-        r"\b(?:documents?|docs|handbook|manual|guide|policy|policies|wiki|knowledge base)\b", _I)),
     ("add_note", re.compile(
         POLITE + r"(?:(?:take|make|add|write|create|jot)(?: down)? (?:a |this |that )?note\b|"
                  r"note (?:that|down)\b|write (?:this |that |it )?down\b|jot (?:this |that |it )?down\b|"
                  r"remember that\b|note:)", _I)),
-    ("list_notes", re.compile(
-        r"\b(?:(?:read|list|show|tell)(?: me)?(?: all)? (?:my|the) notes|"
-        r"(?:what|which|any) notes (?:do|did) i\b|what(?:'s| is| are) in my notes|my notes\?)", _I)),
     ("add_event", re.compile(
         POLITE + r"(?:add|put|schedule|book|set up|arrange|create)\b"
                  r"(?=.*\b(?:calendar|diary|meeting|appointment|call|lunch|dinner|breakfast|event|"
                  rf"{DAY}|at {TIME}))", _I)),
+    ("search_documents", re.compile(
+        r"\b(?:documents?|docs|handbook|manual|guide|policy|policies|wiki|knowledge base)\b", _I)),
+    ("list_notes", re.compile(
+        r"\b(?:(?:read|list|show|tell)(?: me)?(?: all)? (?:my|the) notes|"
+        r"(?:what|which|any) notes (?:do|did) i\b|what(?:'s| is| are) in my notes|my notes\?)", _I)),
     ("list_events", re.compile(
         r"^\W*(?:so |and |ok(?:ay)? |hey |please )?(?:what|what's|whats|is|are|do|does|any|anything|tell me|"
         r"show me|read|check|how)\b.*\b(?:calendar|schedule|agenda|diary)\b|"
