@@ -272,6 +272,17 @@ async def test_barge_in_keeps_only_what_the_user_heard(tmp_path):
     assert any(m.content == "The first —" for m in llm.prompts[-1].messages)
 
 
+async def test_the_history_window_jumps_so_the_prompts_start_stays_the_same(tmp_path):
+    llm = ScriptedLlm("Fine.")
+    op = agent(tmp_path, llm, history_turns=2)
+    ctx = Context(operator="agent", session_id="s1")
+    for n in range(1, 7):
+        await drive(op, turn(f"hello {n}", n=n), ctx)
+    firsts = [p.messages[1].content for p in llm.prompts]
+    assert firsts == ["hello 1", "hello 1", "hello 3", "hello 3", "hello 5", "hello 5"]
+    assert all(len(p.messages) <= 1 + 2 * 2 for p in llm.prompts)
+
+
 async def test_a_named_user_is_remembered_in_the_next_session(tmp_path):
     llm = ScriptedLlm("Ana likes jazz and asked for a concert.")
     op = agent(tmp_path, llm)
