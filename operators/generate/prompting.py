@@ -30,13 +30,15 @@ def fit(messages: list[ChatMessage], budget: int,
     return system + kept, len(turns) - len(kept)
 
 
-def tool_choice_schema(tools: list[ToolSpec]) -> dict:
-    """One JSON object naming a tool and its arguments, or the explicit "none"."""
+def tool_choice_schema(tools: list[ToolSpec], allow_none: bool = True) -> dict:
+    """One JSON object naming a tool and its arguments, or (with allow_none) the explicit
+    "none"."""
     options = [{"type": "object", "properties": {
         "tool": {"const": t.name}, "arguments": t.parameters or {"type": "object"}},
         "required": ["tool", "arguments"]} for t in tools]
-    options.append({"type": "object", "properties": {"tool": {"const": NO_TOOL}},
-                    "required": ["tool"]})
+    if allow_none:
+        options.append({"type": "object", "properties": {"tool": {"const": NO_TOOL}},
+                        "required": ["tool"]})
     return {"anyOf": options}
 
 

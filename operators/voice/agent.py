@@ -201,11 +201,8 @@ class Agent(Operator[HearEvent, AgentEvent]):
 
     async def _ask_model(self, s: AgentSession, specs: list, allow_none: bool = True
                          ) -> tuple[str, dict]:
-        schema = tool_choice_schema(specs)
-        if not allow_none:
-            schema["anyOf"] = [o for o in schema["anyOf"] if o["properties"]["tool"]["const"] != NO_TOOL]
         prompt = Prompt(messages=[tool_instructions(specs), *self._recent(s)], max_tokens=96,
-                        json_schema=schema, temperature=0.0)
+                        json_schema=tool_choice_schema(specs, allow_none), temperature=0.0)
         text, _ = await complete(self.engine, prompt)
         try:
             choice = json.loads(text)

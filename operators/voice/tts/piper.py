@@ -277,11 +277,12 @@ class PiperEngine:
         i = self._procs.index(proc)
         if i in self._recycling:
             return
+        rss = proc.rss_mib() if c.recycle_mib else 0.0     # read once: it is a /proc read
         too_old = c.recycle_lines and proc.served >= c.recycle_lines
-        too_big = c.recycle_mib and proc.rss_mib() > c.recycle_mib
+        too_big = c.recycle_mib and rss > c.recycle_mib
         if too_old or too_big:
             log.info("piper child %s: %d lines, %.0f MiB: replacing it", proc.proc.pid,
-                     proc.served, proc.rss_mib())
+                     proc.served, rss)
             self._recycling[i] = asyncio.create_task(self._recycle(i, proc))
 
     async def _recycle(self, i: int, old: PiperProcess) -> None:
